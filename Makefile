@@ -1,0 +1,31 @@
+# hull — build and test entry points. `make test` is what CI runs.
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: all build test unit lint oci-validation bench clean
+
+all: build
+
+build:
+	@mkdir -p bin
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hull-runc ./cmd/hull-runc
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	$(GO) vet ./...
+
+# The whole suite: unit tests and root integration tests (real namespaces,
+# cgroups and mounts), then the OCI conformance run.
+test: build lint
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) oci-validation
+
+oci-validation: build
+	cd test/oci-validation && ./run.sh
+
+bench: build
+	bench/runtime.sh
+
+clean:
+	rm -rf bin test/oci-validation/work

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/spec"
+)
+
+// ttyProxy is the console of a foreground `run` or `exec` with a terminal:
+// it receives the container's pty master over a socketpair and copies
+// between it and our own stdio, in raw mode when stdin is a terminal.
+type ttyProxy struct {
+	local, remote *os.File
+	master        *os.File
+	saved         *unix.Termios
+	wg            sync.WaitGroup
+}
+
+func newTTYProxyIfNeeded(bundle string) (*ttyProxy, error) {
+	s, err := spec.Load(filepath.Clean(bundle))
+	if err != nil || s.Process == nil || !s.Process.Terminal {
+		return nil, nil // Create reports config errors itself
+	}
+	return newTTYProxy()
+}
+
+func newTTYProxy() (*ttyProxy, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("console socketpair: %w", err)
+	}
+	return &ttyProxy{local: os.NewFile(uintptr(fds[0]), "console"), remote: os.NewFile(uintptr(fds[1]), "console-remote")}, nil
+}
+
+// attach receives the master and starts copying.
+func (t *ttyProxy) attach() error {
+	buf := make([]byte, 64)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(int(t.local.Fd()), buf, oob, 0)
+	if err != nil {
+		return fmt.Errorf("receive pty master: %w", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) == 0 {
+		return errors.New("no pty master received")
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) == 0 {
+		return errors.New("no pty master received")
+	}
+	t.master = os.NewFile(uintptr(fds[0]), "pty-master")
+	if term, err := unix.IoctlGetTermios(0, unix.TCGETS); err == nil {
+		saved := *term
+		t.saved = &saved
+		raw := *term
+		raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+		raw.Oflag &^= unix.OPOST
+		raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+		raw.Cflag &^= unix.CSIZE | unix.PARENB
+		raw.Cflag |= unix.CS8
+		raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+		_ = unix.IoctlSetTermios(0, unix.TCSETS, &raw)
+		t.resize()
+	}
+	go func() { _, _ = io.Copy(t.master, os.Stdin) }()
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		_, _ = io.Copy(os.Stdout, t.master)
+	}()
+	return nil
+}
+
+func (t *ttyProxy) resize() {
+	if t.master == nil {
+		return
+	}
+	if ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ); err == nil {
+		_ = unix.IoctlSetWinsize(int(t.master.Fd()), unix.TIOCSWINSZ, ws)
+	}
+}
+
+// drain waits for the container's last output.
+func (t *ttyProxy) drain() {
+	if t.master != nil {
+		t.wg.Wait()
+	}
+}
+
+func (t *ttyProxy) close() {
+	if t.saved != nil {
+		_ = unix.IoctlSetTermios(0, unix.TCSETS, t.saved)
+	}
+	t.local.Close()
+	t.remote.Close()
+	if t.master != nil {
+		t.master.Close()
+	}
+}

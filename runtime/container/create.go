@@ -1,0 +1,315 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/cgroups"
+	"github.com/hullproject/hull/runtime/hooks"
+	"github.com/hullproject/hull/runtime/nsenter"
+	"github.com/hullproject/hull/runtime/rootfs"
+	"github.com/hullproject/hull/runtime/spec"
+)
+
+// CreateOpts are the options of `create` (and `run`).
+type CreateOpts struct {
+	Bundle        string
+	PidFile       string
+	ConsoleSocket string   // path of a unix socket to send the pty master to
+	ConsoleConn   *os.File // or an already connected socket
+	NoPivot       bool
+	NoNewKeyring  bool
+	PreserveFDs   int // descriptors 3 .. 3+N-1 are passed to the container
+	Stdio         Stdio
+}
+
+// Create sets up a container from a bundle and leaves its init blocked
+// until Start. On failure it leaves nothing behind.
+func Create(root, id string, o CreateOpts) (c *Container, err error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	bundle, err := filepath.Abs(o.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	s, err := spec.Load(bundle)
+	if err != nil {
+		return nil, err
+	}
+	if s.Process == nil {
+		return nil, errors.New("config.json has no process to run")
+	}
+	rootPath := s.Root.Path
+	if !filepath.IsAbs(rootPath) {
+		rootPath = filepath.Join(bundle, rootPath)
+	}
+	if fi, err := os.Stat(rootPath); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("rootfs %s is missing or not a directory", rootPath)
+	}
+	if s.Process.Terminal && o.ConsoleSocket == "" && o.ConsoleConn == nil {
+		return nil, errors.New("process.terminal is set but no --console-socket was given")
+	}
+	if present, _ := spec.HasNamespace(s, specs.MountNamespace); !present {
+		return nil, errors.New("a mount namespace is required to set up the root filesystem")
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("create state root %s: %w", root, err)
+	}
+	dir := filepath.Join(root, id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if os.IsExist(err) {
+			return nil, fmt.Errorf("container %s already exists", id)
+		}
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	c = &Container{root: root, dir: dir, State: State{
+		ID: id, Bundle: bundle, Rootfs: rootPath, Spec: s,
+		Annotations: s.Annotations, CgroupsPath: cgroupsPath(s, id),
+		Owner: strconv.Itoa(os.Geteuid()),
+	}}
+	unlock, err := c.lock()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	defer unlock()
+
+	var cg cgroups.Manager
+	var sp *spawned
+	defer func() {
+		if err == nil {
+			return
+		}
+		if sp != nil {
+			sp.kill()
+		}
+		if cg != nil {
+			_ = killCgroup(cg)
+			_ = cg.Destroy()
+		}
+		os.RemoveAll(dir)
+	}()
+
+	if err := unix.Mkfifo(filepath.Join(dir, fifoName), 0o600); err != nil {
+		return c, fmt.Errorf("create exec fifo: %w", err)
+	}
+	cg, err = cgroups.New(c.State.CgroupsPath)
+	if err != nil {
+		return c, err
+	}
+	console := o.ConsoleConn
+	if o.ConsoleSocket != "" {
+		if console, err = dialConsole(o.ConsoleSocket); err != nil {
+			return c, err
+		}
+		defer console.Close()
+	}
+	nsCfg, newNS, err := namespaceConfig(s)
+	if err != nil {
+		return c, err
+	}
+	preserved := make([]*os.File, 0, o.PreserveFDs)
+	for i := 0; i < o.PreserveFDs; i++ {
+		preserved = append(preserved, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
+	}
+	sp, err = spawn(spawnOpts{
+		dir:     bundle,
+		stdio:   o.Stdio,
+		extra:   preserved,
+		console: console,
+		ns:      nsCfg,
+		uidMaps: s.Linux.UIDMappings,
+		gidMaps: s.Linux.GIDMappings,
+		setupCg: func(pid int) error {
+			if err := cg.Apply(pid); err != nil {
+				return fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
+			}
+			if err := cg.Set(effectiveResources(s)); err != nil {
+				return fmt.Errorf("set cgroup resources: %w", err)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return c, err
+	}
+	c.State.Pid = sp.pid
+	c.State.PidStart, _, _ = processStart(sp.pid)
+	_, joinedUser := spec.HasNamespace(s, specs.UserNamespace)
+	cfg := initConfig{
+		Type: "init", ID: id, HostPid: sp.pid, Bundle: bundle, Spec: s, Process: s.Process,
+		Rootfs: rootPath, StateDir: dir, NoPivot: o.NoPivot, NoKeyring: o.NoNewKeyring,
+		ConsoleFd: sp.consoleFd, PreserveFDs: o.PreserveFDs, NewNS: newNS,
+		JoinedUser: joinedUser != "",
+	}
+	if err := sp.conn.send(&cfg); err != nil {
+		return c, fmt.Errorf("send config to init: %w", err)
+	}
+	if err := c.waitReady(sp); err != nil {
+		return c, err
+	}
+	c.State.Created = time.Now().UTC()
+	if err := c.save(); err != nil {
+		return c, err
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, sp.pid); err != nil {
+			return c, err
+		}
+	}
+	sp.conn.f.Close()
+	return c, nil
+}
+
+// waitReady serves the init's requests until it reports that the container
+// is set up (or fails).
+func (c *Container) waitReady(sp *spawned) error {
+	for {
+		var m message
+		if err := sp.conn.recv(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("container init exited during setup")
+			}
+			return fmt.Errorf("read from init: %w", err)
+		}
+		switch m.Type {
+		case "hooks":
+			s := c.State.Spec
+			var err error
+			if s.Hooks != nil {
+				st := c.hookState(Creating)
+				err = hooks.Run("prestart", s.Hooks.Prestart, st) //nolint:staticcheck // still part of the spec
+				if err == nil {
+					err = hooks.Run("createRuntime", s.Hooks.CreateRuntime, st)
+				}
+			}
+			reply := message{Type: "hooks-done"}
+			if err != nil {
+				reply = message{Type: "error", Error: err.Error()}
+			}
+			if serr := sp.conn.send(&reply); serr != nil && err == nil {
+				err = serr
+			}
+			if err != nil {
+				return err
+			}
+		case "ready":
+			return nil
+		case "error":
+			return remoteError(m)
+		default:
+			return fmt.Errorf("unexpected message %q from init", m.Type)
+		}
+	}
+}
+
+func cgroupsPath(s *specs.Spec, id string) string {
+	if s.Linux != nil && s.Linux.CgroupsPath != "" {
+		return s.Linux.CgroupsPath
+	}
+	return "/hull-runc/" + id
+}
+
+// namespaceConfig turns the spec's namespaces into the nsenter config.
+func namespaceConfig(s *specs.Spec) (nsenter.Config, map[string]bool, error) {
+	var cfg nsenter.Config
+	newNS := map[string]bool{}
+	for _, ns := range s.Linux.Namespaces {
+		info, ok := nsInfo[ns.Type]
+		if !ok {
+			return cfg, nil, fmt.Errorf("unknown namespace type %q", ns.Type)
+		}
+		if ns.Path != "" {
+			cfg.Joins = append(cfg.Joins, nsenter.Join{Type: info.flag, Path: ns.Path})
+		} else {
+			cfg.CloneFlags |= uint32(info.flag)
+			newNS[string(ns.Type)] = true
+		}
+		if ns.Type == specs.PIDNamespace || ns.Type == specs.TimeNamespace {
+			cfg.Fork = true
+		}
+	}
+	if newNS[string(specs.TimeNamespace)] {
+		for clock, off := range s.Linux.TimeOffsets {
+			cfg.TimeOffsets += fmt.Sprintf("%s %d %d\n", clock, off.Secs, off.Nanosecs)
+		}
+	}
+	return cfg, newNS, nil
+}
+
+// effectiveResources adds the device rules every container needs (the
+// default devices and the spec's own device nodes) after the spec's rules,
+// as runc does, so that a spec that denies everything still works.
+func effectiveResources(s *specs.Spec) *specs.LinuxResources {
+	var r specs.LinuxResources
+	if s.Linux.Resources != nil {
+		r = *s.Linux.Resources
+	}
+	r.Devices = append([]specs.LinuxDeviceCgroup(nil), r.Devices...)
+	allow := func(t string, major, minor int64) {
+		rule := specs.LinuxDeviceCgroup{Allow: true, Type: t, Major: &major, Minor: &minor, Access: "rwm"}
+		if minor < 0 {
+			rule.Minor = nil // any minor
+		}
+		r.Devices = append(r.Devices, rule)
+	}
+	for _, d := range rootfs.Devices(s) {
+		t := d.Type
+		if t == "u" {
+			t = "c"
+		}
+		allow(t, d.Major, d.Minor)
+	}
+	allow("c", 5, 1)    // /dev/console
+	allow("c", 5, 2)    // /dev/ptmx
+	allow("c", 136, -1) // /dev/pts/*
+	return &r
+}
+
+func dialConsole(path string) (*os.File, error) {
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("connect to console socket %s: %w", path, err)
+	}
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		conn.Close()
+		return nil, fmt.Errorf("console socket %s is not a unix socket", path)
+	}
+	f, err := uc.File()
+	uc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("console socket %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func writePidFile(path string, pid int) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(abs, []byte(strconv.Itoa(pid)), 0o644)
+}
+
+// killCgroup sends SIGKILL to every process in the cgroup.
+func killCgroup(m cgroups.Manager) error {
+	pids, err := m.Pids()
+	if err != nil {
+		return err
+	}
+	for _, p := range pids {
+		_ = unix.Kill(p, unix.SIGKILL)
+	}
+	return nil
+}

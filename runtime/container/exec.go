@@ -1,0 +1,135 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/nsenter"
+)
+
+// ExecOpts describe a process to run in an existing container.
+type ExecOpts struct {
+	Process       *specs.Process
+	ConsoleSocket string
+	ConsoleConn   *os.File
+	PreserveFDs   int
+	Stdio         Stdio
+}
+
+// Exec starts a process in all of the container's namespaces and cgroup.
+// It returns the process's pid once the program has been executed; the
+// caller is its parent and can wait for it.
+func (c *Container) Exec(o ExecOpts) (pid int, err error) {
+	st := c.Status()
+	if st == Stopped {
+		return 0, fmt.Errorf("cannot exec in a stopped container: %w", ErrNotRunning)
+	}
+	if st == Paused {
+		return 0, fmt.Errorf("cannot exec in a paused container")
+	}
+	p := o.Process
+	if p == nil || len(p.Args) == 0 {
+		return 0, errors.New("exec: no command given")
+	}
+	if p.Cwd == "" {
+		p.Cwd = "/"
+	}
+	if p.Terminal && o.ConsoleSocket == "" && o.ConsoleConn == nil {
+		return 0, errors.New("exec with a terminal needs --console-socket")
+	}
+	cg, err := c.cgroup()
+	if err != nil {
+		return 0, err
+	}
+	var ns nsenter.Config
+	// The user namespace is listed first; nsenter also enforces that.
+	for _, n := range c.State.Spec.Linux.Namespaces {
+		info := nsInfo[n.Type]
+		path := "/proc/" + strconv.Itoa(c.State.Pid) + "/ns/" + info.proc
+		j := nsenter.Join{Type: info.flag, Path: path}
+		if n.Type == specs.UserNamespace {
+			ns.Joins = append([]nsenter.Join{j}, ns.Joins...)
+		} else {
+			ns.Joins = append(ns.Joins, j)
+		}
+		if n.Type == specs.PIDNamespace || n.Type == specs.TimeNamespace {
+			ns.Fork = true
+		}
+	}
+	console := o.ConsoleConn
+	if o.ConsoleSocket != "" {
+		if console, err = dialConsole(o.ConsoleSocket); err != nil {
+			return 0, err
+		}
+		defer console.Close()
+	}
+	preserved := make([]*os.File, 0, o.PreserveFDs)
+	for i := 0; i < o.PreserveFDs; i++ {
+		preserved = append(preserved, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
+	}
+	sp, err := spawn(spawnOpts{
+		dir:     "/",
+		stdio:   o.Stdio,
+		extra:   preserved,
+		console: console,
+		ns:      ns,
+		setupCg: func(pid int) error {
+			if cg.Exists() {
+				if err := cg.Apply(pid); err != nil {
+					return fmt.Errorf("join container cgroup: %w", err)
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return 0, err
+	}
+	cfg := initConfig{Type: "exec", ID: c.State.ID, HostPid: sp.pid, Spec: c.State.Spec, Process: p,
+		ConsoleFd: sp.consoleFd, PreserveFDs: o.PreserveFDs}
+	if err := sp.conn.send(&cfg); err != nil {
+		sp.kill()
+		return 0, fmt.Errorf("send exec config: %w", err)
+	}
+	// Success is the child's end of the socket closing on execve.
+	var m message
+	err = sp.conn.recv(&m)
+	sp.conn.f.Close()
+	if err == nil {
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(sp.pid, &ws, 0, nil)
+		return 0, remoteError(m)
+	}
+	if !errors.Is(err, io.EOF) {
+		sp.kill()
+		return 0, fmt.Errorf("exec: %w", err)
+	}
+	return sp.pid, nil
+}
+
+// Wait waits for a child process (an exec'd process or the init after
+// `run`) and returns its exit status as a shell would: the code, or 128 plus
+// the signal number.
+func Wait(pid int) (int, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, fmt.Errorf("wait for %d: %w", pid, err)
+		}
+		break
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
+}

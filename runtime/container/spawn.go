@@ -1,0 +1,192 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/nsenter"
+)
+
+// nsInfo maps OCI namespace types to clone flags and /proc/<pid>/ns names.
+var nsInfo = map[specs.LinuxNamespaceType]struct {
+	flag int
+	proc string
+}{
+	specs.PIDNamespace:     {unix.CLONE_NEWPID, "pid"},
+	specs.NetworkNamespace: {unix.CLONE_NEWNET, "net"},
+	specs.MountNamespace:   {unix.CLONE_NEWNS, "mnt"},
+	specs.IPCNamespace:     {unix.CLONE_NEWIPC, "ipc"},
+	specs.UTSNamespace:     {unix.CLONE_NEWUTS, "uts"},
+	specs.UserNamespace:    {unix.CLONE_NEWUSER, "user"},
+	specs.CgroupNamespace:  {unix.CLONE_NEWCGROUP, "cgroup"},
+	specs.TimeNamespace:    {unix.CLONE_NEWTIME, "time"},
+}
+
+// Stdio are the three standard streams for a container process. Nil
+// entries become /dev/null.
+type Stdio struct {
+	In, Out, Err *os.File
+}
+
+type spawnOpts struct {
+	dir     string
+	stdio   Stdio
+	extra   []*os.File // preserved descriptors, passed as 3, 4, ...
+	console *os.File   // connected console socket, or nil
+	ns      nsenter.Config
+	uidMaps []specs.LinuxIDMapping
+	gidMaps []specs.LinuxIDMapping
+	setupCg func(pid int) error
+}
+
+type spawned struct {
+	cmd       *exec.Cmd
+	pid       int // the process that continues in Go
+	conn      *syncConn
+	consoleFd int
+}
+
+// kill ends whatever spawn started, for error paths.
+func (s *spawned) kill() {
+	if s.pid > 0 {
+		_ = unix.Kill(s.pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(s.pid, &ws, 0, nil)
+	}
+	if s.cmd != nil && s.cmd.Process != nil && s.cmd.Process.Pid != s.pid {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	}
+	if s.conn != nil {
+		s.conn.f.Close()
+	}
+}
+
+// spawn starts our binary as a container process and takes it through the
+// nsenter constructor; it returns once the Go side of the child is waiting
+// for its configuration.
+func spawn(o spawnOpts) (s *spawned, err error) {
+	exe, err := sealedSelf()
+	if err != nil {
+		return nil, err
+	}
+	defer exe.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	parent := os.NewFile(uintptr(fds[0]), "sync-parent")
+	child := os.NewFile(uintptr(fds[1]), "sync-child")
+	defer child.Close()
+
+	extra := append([]*os.File(nil), o.extra...)
+	extra = append(extra, child)
+	syncFd := 2 + len(extra)
+	consoleFd := -1
+	if o.console != nil {
+		extra = append(extra, o.console)
+		consoleFd = 2 + len(extra)
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
+		Args:       []string{"hull-runc", "init"},
+		Env:        []string{nsenter.InitPipeEnv + "=" + strconv.Itoa(syncFd)},
+		Dir:        o.dir,
+		Stdin:      o.stdio.In,
+		Stdout:     o.stdio.Out,
+		Stderr:     o.stdio.Err,
+		ExtraFiles: extra,
+	}
+	s = &spawned{cmd: cmd, conn: newSyncConn(parent), consoleFd: consoleFd}
+	if err := cmd.Start(); err != nil {
+		parent.Close()
+		return nil, fmt.Errorf("start init process: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			s.kill()
+		}
+	}()
+	child.Close()
+	// Place the first process in the cgroup before it creates a cgroup
+	// namespace, so the namespace is rooted at the container's cgroup.
+	if o.setupCg != nil {
+		if err := o.setupCg(cmd.Process.Pid); err != nil {
+			return s, err
+		}
+	}
+	data, err := o.ns.Encode()
+	if err != nil {
+		return s, err
+	}
+	if _, err := parent.Write(data); err != nil {
+		return s, fmt.Errorf("send namespace config: %w", err)
+	}
+	for s.pid == 0 {
+		m, err := nsenter.ReadMsg(parent)
+		if err != nil {
+			return s, fmt.Errorf("namespace setup failed: %w", childExitError(cmd, err))
+		}
+		switch m.Type {
+		case nsenter.MsgUserMap:
+			if err := writeIDMaps(int(m.Value), o.uidMaps, o.gidMaps); err != nil {
+				return s, err
+			}
+			if _, err := parent.Write([]byte{'A'}); err != nil {
+				return s, fmt.Errorf("acknowledge id maps: %w", err)
+			}
+		case nsenter.MsgPID:
+			s.pid = int(m.Value)
+		case nsenter.MsgError:
+			return s, fmt.Errorf("namespace setup: %s", m.Text)
+		default:
+			return s, fmt.Errorf("unexpected message %d from nsenter", m.Type)
+		}
+	}
+	if s.pid != cmd.Process.Pid {
+		// The intermediate process exits right after forking.
+		if err := cmd.Wait(); err != nil {
+			return s, fmt.Errorf("namespace setup: intermediate process: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// childExitError improves an EOF from a child that died.
+func childExitError(cmd *exec.Cmd, err error) error {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
+	return fmt.Errorf("init process exited before finishing setup")
+}
+
+func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
+	format := func(ms []specs.LinuxIDMapping) []byte {
+		var b strings.Builder
+		for _, m := range ms {
+			fmt.Fprintf(&b, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
+		}
+		return []byte(b.String())
+	}
+	for _, f := range []struct {
+		name string
+		ms   []specs.LinuxIDMapping
+	}{{"uid_map", uids}, {"gid_map", gids}} {
+		if len(f.ms) == 0 {
+			continue
+		}
+		path := fmt.Sprintf("/proc/%d/%s", pid, f.name)
+		if err := os.WriteFile(path, format(f.ms), 0); err != nil {
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+	}
+	return nil
+}

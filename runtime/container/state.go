@@ -1,0 +1,260 @@
+// Package container is hull's OCI runtime library: it creates, starts,
+// signals, executes into and deletes containers described by OCI bundles.
+// hull-runc is a thin command line over it and the hull engine calls it
+// in-process.
+//
+// Process model. The runtime process forks its own binary (from a read-only,
+// detached clone of it, see exe.go) as the container's init. A C constructor
+// in package nsenter joins and creates namespaces before the Go runtime
+// starts; then the Go side of the init (init.go) builds the root filesystem,
+// tells the runtime it is ready and blocks on the exec FIFO until `start`.
+// Runtime and init talk over a socketpair with JSON messages.
+package container
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Status values as OCI defines them.
+const (
+	Creating = specs.StateCreating
+	Created  = specs.StateCreated
+	Running  = specs.StateRunning
+	Stopped  = specs.StateStopped
+	Paused   = specs.ContainerState("paused")
+)
+
+// ErrNotExist is wrapped by errors for unknown containers; its text is what
+// containerd matches on.
+var ErrNotExist = errors.New("does not exist")
+
+// ErrNotRunning is wrapped when a container is not running; containerd
+// matches on this text as well.
+var ErrNotRunning = errors.New("container not running")
+
+// State is what the runtime persists about a container.
+type State struct {
+	ID          string            `json:"id"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Pid         int               `json:"pid"`
+	PidStart    uint64            `json:"pid_start"` // guards against pid reuse
+	Created     time.Time         `json:"created"`
+	CgroupsPath string            `json:"cgroups_path"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Spec        *specs.Spec       `json:"config"`
+	Owner       string            `json:"owner,omitempty"`
+}
+
+// Container is a handle on one container's state directory.
+type Container struct {
+	root  string
+	dir   string
+	State State
+}
+
+const (
+	stateFile = "state.json"
+	fifoName  = "exec.fifo"
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_+.-]*$`)
+
+// ValidateID rejects ids that could escape the state root or confuse tools.
+func ValidateID(id string) error {
+	if len(id) > 1024 || !idPattern.MatchString(id) {
+		return fmt.Errorf("invalid container id %q: use letters, digits and _+.- (not starting with a symbol)", id)
+	}
+	return nil
+}
+
+// Load opens an existing container's state.
+func Load(root, id string) (*Container, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, id)
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("container %s %w", id, ErrNotExist)
+		}
+		return nil, fmt.Errorf("read state of %s: %w", id, err)
+	}
+	c := &Container{root: root, dir: dir}
+	if err := json.Unmarshal(data, &c.State); err != nil {
+		return nil, fmt.Errorf("parse state of %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// List loads every container under root, skipping ones mid-creation.
+func List(root string) ([]*Container, error) {
+	entries, err := os.ReadDir(root)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", root, err)
+	}
+	var out []*Container
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		c, err := Load(root, e.Name())
+		if err != nil {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// save writes the state atomically: temp file, fsync, rename.
+func (c *Container) save() error {
+	data, err := json.Marshal(&c.State)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(c.dir, stateFile), data, 0o600)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("rename into %s: %w", path, err)
+	}
+	return nil
+}
+
+// processStart returns the start time (clock ticks since boot) of pid and
+// whether it is a zombie; ok is false when there is no such process.
+func processStart(pid int) (start uint64, zombie bool, ok bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false, false
+	}
+	// The command name may contain spaces and parentheses: split after the
+	// last ')'.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, false, false
+	}
+	start, _ = strconv.ParseUint(f[19], 10, 64)
+	return start, f[0] == "Z" || f[0] == "X", true
+}
+
+// initAlive reports whether the container's init process still exists (and
+// is the same process, not a reused pid).
+func (c *Container) initAlive() bool {
+	if c.State.Pid <= 0 {
+		return false
+	}
+	start, zombie, ok := processStart(c.State.Pid)
+	if !ok || zombie {
+		return false
+	}
+	return c.State.PidStart == 0 || start == c.State.PidStart
+}
+
+// Status computes the container's current status.
+func (c *Container) Status() specs.ContainerState {
+	if !c.initAlive() {
+		return Stopped
+	}
+	if _, err := os.Lstat(filepath.Join(c.dir, fifoName)); err == nil {
+		return Created
+	}
+	if m, err := c.cgroup(); err == nil {
+		if paused, err := m.Paused(); err == nil && paused {
+			return Paused
+		}
+	}
+	return Running
+}
+
+// OCIState is the state as `hull-runc state` prints it.
+func (c *Container) OCIState() specs.State {
+	st := c.Status()
+	pid := c.State.Pid
+	if st == Stopped {
+		pid = 0
+	}
+	return specs.State{
+		Version:     c.State.Spec.Version,
+		ID:          c.State.ID,
+		Status:      st,
+		Pid:         pid,
+		Bundle:      c.State.Bundle,
+		Annotations: c.State.Annotations,
+	}
+}
+
+// hookState is the state given to hooks: the pid is kept even when stopped
+// (poststop hooks want to know which process it was).
+func (c *Container) hookState(status specs.ContainerState) *specs.State {
+	s := c.OCIState()
+	s.Status = status
+	s.Pid = c.State.Pid
+	return &s
+}
+
+// ID returns the container's id.
+func (c *Container) ID() string { return c.State.ID }
+
+// Dir returns the container's state directory.
+func (c *Container) Dir() string { return c.dir }
+
+// lock takes an exclusive lock on the container's directory for the
+// duration of an operation; the returned function releases it.
+func (c *Container) lock() (func(), error) {
+	fd, err := unix.Open(c.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return nil, fmt.Errorf("container %s %w", c.State.ID, ErrNotExist)
+		}
+		return nil, fmt.Errorf("lock %s: %w", c.dir, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lock %s: %w", c.dir, err)
+	}
+	return func() { unix.Close(fd) }, nil
+}

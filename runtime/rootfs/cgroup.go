@@ -1,0 +1,203 @@
+package rootfs
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// hierarchy is one cgroup filesystem mounted on the host.
+type hierarchy struct {
+	mountPoint string // e.g. /sys/fs/cgroup/memory
+	root       string // the mount's root within the hierarchy
+	v2         bool
+	options    string // v1: the controllers, "memory" or "none,name=systemd"
+	key        string // the name /proc/self/cgroup uses: "memory", "name=systemd", ""
+}
+
+var v1Controllers = map[string]bool{
+	"cpu": true, "cpuacct": true, "cpuset": true, "memory": true, "devices": true,
+	"freezer": true, "net_cls": true, "net_prio": true, "blkio": true,
+	"perf_event": true, "hugetlb": true, "pids": true, "rdma": true, "misc": true,
+}
+
+// hostHierarchies lists the cgroup mounts under /sys/fs/cgroup.
+func hostHierarchies() ([]hierarchy, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var hs []hierarchy
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, x := range fields {
+			if x == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 6 || len(fields) < sep+4 {
+			continue
+		}
+		fstype, mp := fields[sep+1], unescape(fields[4])
+		if !strings.HasPrefix(mp, "/sys/fs/cgroup") || seen[mp] {
+			continue
+		}
+		h := hierarchy{mountPoint: mp, root: unescape(fields[3])}
+		switch fstype {
+		case "cgroup2":
+			h.v2 = true
+		case "cgroup":
+			var ctrls []string
+			for _, o := range strings.Split(fields[sep+3], ",") {
+				if v1Controllers[o] || strings.HasPrefix(o, "name=") {
+					ctrls = append(ctrls, o)
+				}
+			}
+			if len(ctrls) == 0 {
+				continue
+			}
+			h.key = strings.Join(ctrls, ",")
+			h.options = h.key
+			if strings.HasPrefix(h.key, "name=") {
+				h.options = "none," + h.key
+			}
+		default:
+			continue
+		}
+		seen[mp] = true
+		hs = append(hs, h)
+	}
+	return hs, sc.Err()
+}
+
+// ownCgroups reads /proc/self/cgroup: hierarchy key -> path.
+func ownCgroups() (map[string]string, error) {
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 {
+			out[parts[1]] = parts[2]
+		}
+	}
+	return out, nil
+}
+
+// mountCgroup gives the container a view of its own cgroups at m.Destination.
+// With a new cgroup namespace each hierarchy is mounted afresh (the namespace
+// makes the container's cgroup its root); otherwise the container's
+// directories are bind mounted from the host.
+func (r *Root) mountCgroup(m *specs.Mount, o MountOpts) error {
+	hs, err := hostHierarchies()
+	if err != nil {
+		return fmt.Errorf("read cgroup hierarchies: %w", err)
+	}
+	own, err := ownCgroups()
+	if err != nil {
+		return fmt.Errorf("read own cgroups: %w", err)
+	}
+	flags := o.Flags &^ unix.MS_RDONLY
+	ro := o.Flags&unix.MS_RDONLY != 0
+	var unified *hierarchy
+	var v1 []hierarchy
+	for i := range hs {
+		if hs[i].v2 {
+			if unified == nil {
+				unified = &hs[i]
+			}
+		} else {
+			v1 = append(v1, hs[i])
+		}
+	}
+	if len(v1) == 0 && unified != nil {
+		// Pure cgroup v2: one filesystem at the destination.
+		return r.mountHierarchy(m.Destination, *unified, own, flags, ro)
+	}
+	// v1 or hybrid: a tmpfs with one directory per hierarchy.
+	target, err := MkdirAllInRoot(r.fd, m.Destination, 0o755)
+	if err != nil {
+		return err
+	}
+	err = unix.Mount("tmpfs", ProcFd(target), "tmpfs", flags, "mode=755")
+	unix.Close(target)
+	if err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", m.Destination, err)
+	}
+	for _, h := range v1 {
+		dest := filepath.Join(m.Destination, filepath.Base(h.mountPoint))
+		if err := r.mountHierarchy(dest, h, own, flags, ro); err != nil {
+			return err
+		}
+		// Co-mounted controllers ("cpu,cpuacct") get a link per name.
+		if base := filepath.Base(h.mountPoint); strings.Contains(base, ",") {
+			for _, c := range strings.Split(base, ",") {
+				link := filepath.Join(m.Destination, c)
+				parent, err := OpenInRoot(r.fd, m.Destination, unix.O_PATH|unix.O_DIRECTORY)
+				if err != nil {
+					return err
+				}
+				_ = unix.Symlinkat(base, parent, filepath.Base(link))
+				unix.Close(parent)
+			}
+		}
+	}
+	if unified != nil {
+		dest := filepath.Join(m.Destination, filepath.Base(unified.mountPoint))
+		if err := r.mountHierarchy(dest, *unified, own, flags, ro); err != nil {
+			return err
+		}
+	}
+	if ro {
+		if err := r.remount(m.Destination, flags|unix.MS_RDONLY); err != nil {
+			return err
+		}
+	}
+	return r.propagate(m.Destination, o.Propagation)
+}
+
+func (r *Root) mountHierarchy(dest string, h hierarchy, own map[string]string, flags uintptr, ro bool) error {
+	target, err := MkdirAllInRoot(r.fd, dest, 0o755)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(target)
+	if ro {
+		flags |= unix.MS_RDONLY
+	}
+	if r.cfg.NewCgroupNS {
+		fstype, data := "cgroup", h.options
+		if h.v2 {
+			fstype, data = "cgroup2", ""
+		}
+		if err := unix.Mount("cgroup", ProcFd(target), fstype, flags, data); err != nil {
+			return fmt.Errorf("mount %s cgroup on %s: %w", h.key, dest, err)
+		}
+		return nil
+	}
+	rel, ok := own[h.key]
+	if !ok {
+		rel = "/"
+	}
+	rel = strings.TrimPrefix(rel, h.root)
+	src := filepath.Join(h.mountPoint, rel)
+	if err := unix.Mount(src, ProcFd(target), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind mount cgroup %s on %s: %w", src, dest, err)
+	}
+	if flags != 0 {
+		return r.remount(dest, flags|unix.MS_BIND)
+	}
+	return nil
+}

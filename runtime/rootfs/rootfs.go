@@ -1,0 +1,304 @@
+// Package rootfs builds a container's root filesystem inside its new mount
+// namespace: the OCI mounts, device nodes, /dev symlinks, masked and read-only
+// paths, and the switch into the new root with pivot_root(2).
+//
+// Every mount target is resolved inside the rootfs with openat2 and mounted
+// through its /proc/self/fd path, so symlinks in the image cannot redirect a
+// mount to the host. This runs in the container's init before pivot_root,
+// while the host's /proc is still visible.
+package rootfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Config is what Prepare and Finish need.
+type Config struct {
+	Rootfs      string // absolute host path of root.path
+	Spec        *specs.Spec
+	NoPivot     bool
+	InUserNS    bool // a new or joined user namespace: no mknod, locked flags
+	NewCgroupNS bool
+	NewNetNS    bool
+}
+
+// Root is the container root while it is being built.
+type Root struct {
+	cfg     *Config
+	fd      int // O_PATH of the rootfs directory (after the self bind mount)
+	bindDev bool
+}
+
+// Prepare sets root propagation, makes the rootfs a mount point, and performs
+// every mount, device node and /dev symlink. The caller then runs the
+// createContainer hooks and calls Finish.
+func Prepare(cfg *Config) (*Root, error) {
+	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	if p := cfg.Spec.Linux.RootfsPropagation; p != "" {
+		f, ok := ParsePropagation(p)
+		if !ok {
+			return nil, fmt.Errorf("unknown rootfsPropagation %q", p)
+		}
+		prop = f
+	}
+	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+		return nil, fmt.Errorf("set propagation of /: %w", err)
+	}
+	// pivot_root refuses a new root whose parent mount is shared.
+	if err := makeParentPrivate(cfg.Rootfs); err != nil {
+		return nil, err
+	}
+	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return nil, fmt.Errorf("bind mount rootfs %s: %w", cfg.Rootfs, err)
+	}
+	fd, err := unix.Open(cfg.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open rootfs: %w", err)
+	}
+	r := &Root{cfg: cfg, fd: fd}
+	for _, m := range cfg.Spec.Mounts {
+		if m.Destination == "/dev" && (m.Type == "bind" || ParseOptions(m.Options).Bind) {
+			r.bindDev = true
+		}
+	}
+	for i := range cfg.Spec.Mounts {
+		if err := r.mount(&cfg.Spec.Mounts[i]); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+	}
+	if !r.bindDev {
+		if err := r.createDevices(); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+		if err := r.devSymlinks(); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// makeParentPrivate makes the mount holding path private if it is shared.
+func makeParentPrivate(path string) error {
+	mp, optional, err := mountPointOf(path)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(optional, "shared:") {
+		return nil
+	}
+	if err := unix.Mount("", mp, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make %s private: %w", mp, err)
+	}
+	return nil
+}
+
+// mountPointOf finds the longest mount point containing path and its
+// optional (propagation) fields from /proc/self/mountinfo.
+func mountPointOf(path string) (string, string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", "", err
+	}
+	best, bestOpt := "", ""
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 {
+			continue
+		}
+		mp := unescape(f[4])
+		if (path == mp || strings.HasPrefix(path, strings.TrimSuffix(mp, "/")+"/")) && len(mp) >= len(best) {
+			best = mp
+			var opt []string
+			for _, o := range f[6:] {
+				if o == "-" {
+					break
+				}
+				opt = append(opt, o)
+			}
+			bestOpt = strings.Join(opt, " ")
+		}
+	}
+	if best == "" {
+		return "", "", fmt.Errorf("no mount point found for %s", path)
+	}
+	return best, bestOpt, nil
+}
+
+// unescape decodes mountinfo's octal escapes (\040 for space...).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for j := 1; j <= 3; j++ {
+				c := s[i+j]
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + (c - '0')
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func (r *Root) mount(m *specs.Mount) error {
+	if !filepath.IsAbs(m.Destination) {
+		// runtime-spec 1.0 allowed relative destinations; treat them as
+		// relative to "/", as runc does.
+		m.Destination = "/" + m.Destination
+	}
+	o := ParseOptions(m.Options)
+	if m.Type == "bind" {
+		o.Bind = true
+		o.Flags |= unix.MS_BIND
+	}
+	switch {
+	case o.Bind:
+		return r.bindMount(m, o)
+	case m.Type == "cgroup":
+		return r.mountCgroup(m, o)
+	}
+	target, err := MkdirAllInRoot(r.fd, m.Destination, 0o755)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(target)
+	if m.Type == "proc" || m.Type == "sysfs" {
+		if err := checkProcTarget(target, m.Destination); err != nil {
+			return err
+		}
+	}
+	err = unix.Mount(m.Source, ProcFd(target), m.Type, o.Flags, o.Data)
+	if err != nil && m.Type == "sysfs" && errors.Is(err, unix.EPERM) && r.cfg.InUserNS && !r.cfg.NewNetNS {
+		// A user namespace may not mount sysfs for a network namespace it
+		// does not own; fall back to the host's, as runc does.
+		err = unix.Mount("/sys", ProcFd(target), "", unix.MS_BIND|unix.MS_REC|o.Flags, "")
+	}
+	if err != nil {
+		return fmt.Errorf("mount %s on %s (type %s, options %q): %w", m.Source, m.Destination, m.Type, strings.Join(m.Options, ","), err)
+	}
+	return r.propagate(m.Destination, o.Propagation)
+}
+
+// checkProcTarget refuses to mount procfs or sysfs anywhere but on a plain
+// directory of the rootfs (a mount there could expose host information).
+func checkProcTarget(fd int, dest string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", dest, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("mount destination %s is not a directory", dest)
+	}
+	return nil
+}
+
+func (r *Root) bindMount(m *specs.Mount, o MountOpts) error {
+	src := m.Source
+	var st unix.Stat_t
+	if err := unix.Stat(src, &st); err != nil {
+		return fmt.Errorf("bind mount source %s: %w", src, err)
+	}
+	var target int
+	var err error
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		target, err = MkdirAllInRoot(r.fd, m.Destination, 0o755)
+	} else {
+		target, err = CreateFileInRoot(r.fd, m.Destination, 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(target)
+	flags := uintptr(unix.MS_BIND)
+	if o.Recursive {
+		flags |= unix.MS_REC
+	}
+	if err := unix.Mount(src, ProcFd(target), "", flags, ""); err != nil {
+		return fmt.Errorf("bind mount %s on %s: %w", src, m.Destination, err)
+	}
+	if extra := o.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); extra != 0 {
+		if err := r.remount(m.Destination, extra|unix.MS_BIND); err != nil {
+			return err
+		}
+	}
+	return r.propagate(m.Destination, o.Propagation)
+}
+
+// remount changes the flags of the mount now at dest. Flags the kernel has
+// locked (inherited into a user namespace) are kept so the call can succeed.
+func (r *Root) remount(dest string, flags uintptr) error {
+	fd, err := OpenInRoot(r.fd, dest, unix.O_PATH)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if r.cfg.InUserNS {
+		flags |= lockedFlags(fd)
+	}
+	if err := unix.Mount("", ProcFd(fd), "", flags|unix.MS_REMOUNT, ""); err != nil {
+		return fmt.Errorf("remount %s: %w", dest, err)
+	}
+	return nil
+}
+
+func lockedFlags(fd int) uintptr {
+	var s unix.Statfs_t
+	if unix.Fstatfs(fd, &s) != nil {
+		return 0
+	}
+	var f uintptr
+	for st, ms := range map[int64]uintptr{
+		unix.ST_NOSUID: unix.MS_NOSUID, unix.ST_NODEV: unix.MS_NODEV,
+		unix.ST_NOEXEC: unix.MS_NOEXEC, unix.ST_RDONLY: unix.MS_RDONLY,
+		unix.ST_NOATIME: unix.MS_NOATIME, unix.ST_NODIRATIME: unix.MS_NODIRATIME,
+		unix.ST_RELATIME: unix.MS_RELATIME,
+	} {
+		if s.Flags&st != 0 {
+			f |= ms
+		}
+	}
+	return f
+}
+
+func (r *Root) propagate(dest string, props []uintptr) error {
+	if len(props) == 0 {
+		return nil
+	}
+	fd, err := OpenInRoot(r.fd, dest, unix.O_PATH)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for _, p := range props {
+		if err := unix.Mount("", ProcFd(fd), "", p, ""); err != nil {
+			return fmt.Errorf("set propagation of %s: %w", dest, err)
+		}
+	}
+	return nil
+}
+
+// Fd returns the O_PATH descriptor of the rootfs (valid until Finish).
+func (r *Root) Fd() int { return r.fd }
