@@ -93,18 +93,9 @@ func compileDevState(st devState) asm.Instructions {
 // a previous Set attached to dir are detached, which makes update replace
 // the rules instead of stacking them.
 func setDevicesV2(dir string, rules []specs.LinuxDeviceCgroup) error {
-	insns, err := compileDeviceFilter(rules)
+	prog, err := loadDeviceProgram(rules)
 	if err != nil {
 		return err
-	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "hull_devices",
-		Type:         ebpf.CGroupDevice,
-		License:      "Apache-2.0",
-		Instructions: insns,
-	})
-	if err != nil {
-		return fmt.Errorf("load device program: %w", err)
 	}
 	defer prog.Close()
 
@@ -134,6 +125,25 @@ func setDevicesV2(dir string, rules []specs.LinuxDeviceCgroup) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// loadDeviceProgram compiles rules and loads the program into the kernel,
+// which runs the verifier on it.
+func loadDeviceProgram(rules []specs.LinuxDeviceCgroup) (*ebpf.Program, error) {
+	insns, err := compileDeviceFilter(rules)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "hull_devices",
+		Type:         ebpf.CGroupDevice,
+		License:      "Apache-2.0",
+		Instructions: insns,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load device program: %w", err)
+	}
+	return prog, nil
 }
 
 func detachProgram(fd int, id ebpf.ProgramID) error {

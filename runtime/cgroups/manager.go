@@ -333,9 +333,12 @@ func (m *manager) Pids() ([]int, error) {
 func (m *manager) Destroy() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// One retry budget for all hierarchies: a cgroup that stays busy
+	// (live processes) fails fast instead of once per hierarchy.
+	deadline := time.Now().Add(destroyRetry)
 	var errs []error
 	for _, d := range m.dirs() {
-		if err := removeTree(d); err != nil {
+		if err := removeTree(d, deadline); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -352,9 +355,12 @@ func (m *manager) Destroy() error {
 	return errors.Join(errs...)
 }
 
+// destroyRetry bounds how long Destroy retries EBUSY.
+const destroyRetry = time.Second
+
 // removeTree removes dir and every sub-cgroup in it, deepest first, since
 // cgroupfs only allows removing empty directories one at a time.
-func removeTree(dir string) error {
+func removeTree(dir string, deadline time.Time) error {
 	dirs, err := subdirs(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -363,28 +369,28 @@ func removeTree(dir string) error {
 		return err
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := rmdirRetry(dirs[i]); err != nil {
+		if err := rmdirRetry(dirs[i], deadline); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// rmdirRetry retries EBUSY for a short while: the kernel keeps a cgroup busy
+// rmdirRetry retries EBUSY until deadline: the kernel keeps a cgroup busy
 // until exited tasks are fully released, which happens asynchronously.
-func rmdirRetry(dir string) error {
-	delay := 10 * time.Millisecond
-	var err error
-	for range 6 {
-		err = syscall.Rmdir(dir)
+func rmdirRetry(dir string, deadline time.Time) error {
+	delay := 5 * time.Millisecond
+	for {
+		err := syscall.Rmdir(dir)
 		if err == nil || errors.Is(err, syscall.ENOENT) {
 			return nil
 		}
-		if !errors.Is(err, syscall.EBUSY) {
-			break
+		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			return fmt.Errorf("rmdir %s: %w", dir, err)
 		}
 		time.Sleep(delay)
-		delay *= 2
+		if delay < 100*time.Millisecond {
+			delay *= 2
+		}
 	}
-	return fmt.Errorf("rmdir %s: %w", dir, err)
 }

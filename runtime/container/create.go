@@ -103,6 +103,7 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	if err := unix.Mkfifo(filepath.Join(dir, fifoName), 0o600); err != nil {
 		return c, fmt.Errorf("create exec fifo: %w", err)
 	}
+	tracef("create: state dir ready")
 	cg, err = cgroups.New(c.State.CgroupsPath)
 	if err != nil {
 		return c, err
@@ -131,18 +132,22 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		uidMaps: s.Linux.UIDMappings,
 		gidMaps: s.Linux.GIDMappings,
 		setupCg: func(pid int) error {
+			tracef("create: applying cgroup")
 			if err := cg.Apply(pid); err != nil {
 				return fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
 			}
+			tracef("create: cgroup applied")
 			if err := cg.Set(effectiveResources(s)); err != nil {
 				return fmt.Errorf("set cgroup resources: %w", err)
 			}
+			tracef("create: cgroup set")
 			return nil
 		},
 	})
 	if err != nil {
 		return c, err
 	}
+	tracef("create: init %d spawned", sp.pid)
 	c.State.Pid = sp.pid
 	c.State.PidStart, _, _ = processStart(sp.pid)
 	_, joinedUser := spec.HasNamespace(s, specs.UserNamespace)
@@ -158,6 +163,7 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	if err := c.waitReady(sp); err != nil {
 		return c, err
 	}
+	tracef("create: init ready")
 	c.State.Created = time.Now().UTC()
 	if err := c.save(); err != nil {
 		return c, err

@@ -18,19 +18,19 @@ import (
 // mount_setattr): /proc/<pid>/exe then resolves through that mount, and any
 // write fails with EROFS. It costs two syscalls, unlike copying the binary;
 // a sealed memfd copy is the fallback for kernels without open_tree.
-func sealedSelf() (*os.File, error) {
+func sealedSelf(minFd int) (*os.File, error) {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, "/proc/self/exe", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 	if err == nil {
 		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
 		if err = unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err == nil {
-			return highFd(fd, "hull-exe")
+			return highFd(fd, minFd, "hull-exe")
 		}
 		unix.Close(fd)
 	}
-	return memfdSelf()
+	return memfdSelf(minFd)
 }
 
-func memfdSelf() (*os.File, error) {
+func memfdSelf(minFd int) (*os.File, error) {
 	src, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return nil, fmt.Errorf("open own executable: %w", err)
@@ -50,19 +50,19 @@ func memfdSelf() (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("seal executable copy: %w", err)
 	}
-	nfd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 256)
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(nfd), "hull-exe"), nil
+	defer f.Close()
+	return highFd(int(f.Fd()), minFd, "hull-exe")
 }
 
-// highFd moves fd above the range os/exec uses for ExtraFiles, so the child
-// can still name it as /proc/self/fd/N when it execs.
-func highFd(fd int, name string) (*os.File, error) {
-	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 256)
-	unix.Close(fd)
+// highFd moves fd above the range os/exec shuffles ExtraFiles through, so
+// the child can still name it as /proc/self/fd/N when it execs. It stays low
+// otherwise: growing the descriptor table of a multi-threaded process waits
+// for an RCU grace period, which costs milliseconds.
+func highFd(fd, minFd int, name string) (*os.File, error) {
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, minFd)
+	if fd != nfd {
+		unix.Close(fd)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dup executable fd: %w", err)
 	}

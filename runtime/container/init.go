@@ -100,6 +100,7 @@ func initSetup(conn *syncConn, cfg *initConfig, report *func(error)) error {
 			return fmt.Errorf("set oom_score_adj: %w", err)
 		}
 	}
+	tracef("init: start")
 	inUserNS := cfg.NewNS[string(specs.UserNamespace)] || cfg.JoinedUser
 	root, err := rootfs.Prepare(&rootfs.Config{
 		Rootfs: cfg.Rootfs, Spec: s, NoPivot: cfg.NoPivot, InUserNS: inUserNS,
@@ -109,6 +110,7 @@ func initSetup(conn *syncConn, cfg *initConfig, report *func(error)) error {
 	if err != nil {
 		return err
 	}
+	tracef("init: rootfs prepared")
 	if s.Process.Terminal {
 		if err := setupConsole(root.Fd(), cfg.ConsoleFd, s.Process.ConsoleSize); err != nil {
 			return err
@@ -134,6 +136,7 @@ func initSetup(conn *syncConn, cfg *initConfig, report *func(error)) error {
 	if err := root.Finish(); err != nil {
 		return err
 	}
+	tracef("init: pivoted")
 	if err := setHostname(s); err != nil {
 		return err
 	}
@@ -162,6 +165,7 @@ func initSetup(conn *syncConn, cfg *initConfig, report *func(error)) error {
 		data, _ := json.Marshal(errorMessage(err))
 		_, _ = fifoFile.Write(data)
 	}
+	tracef("init: started")
 	if _, err := fifoFile.Write([]byte{'0'}); err != nil {
 		os.Exit(1)
 	}

@@ -55,6 +55,7 @@ func (c *Container) Start() error {
 	if err := os.Remove(fifo); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("remove exec fifo: %w", err)
 	}
+	tracef("start: fifo drained")
 	if len(data) == 0 || data[0] != '0' {
 		return errors.New("container init exited before it could be started")
 	}
@@ -181,12 +182,15 @@ func (c *Container) Delete(force bool) error {
 		_ = signalCgroup(m, unix.SIGKILL)
 		_ = unix.Kill(c.State.Pid, unix.SIGKILL)
 	}
+	tracef("delete: killed")
 	if err := c.waitGone(m); err != nil {
 		return err
 	}
+	tracef("delete: gone")
 	if err := m.Destroy(); err != nil {
 		return fmt.Errorf("remove cgroup: %w", err)
 	}
+	tracef("delete: cgroup destroyed")
 	if h := c.State.Spec.Hooks; h != nil {
 		if err := hooks.Run("poststop", h.Poststop, c.hookState(Stopped)); err != nil {
 			Warn("%v", err)

@@ -74,7 +74,10 @@ func (s *spawned) kill() {
 // nsenter constructor; it returns once the Go side of the child is waiting
 // for its configuration.
 func spawn(o spawnOpts) (s *spawned, err error) {
-	exe, err := sealedSelf()
+	tracef("spawn: begin")
+	// os/exec moves descriptors up to about twice the number it passes.
+	exe, err := sealedSelf(2*(3+len(o.extra)+2) + 1)
+	tracef("spawn: sealed exe")
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +109,7 @@ func spawn(o spawnOpts) (s *spawned, err error) {
 		ExtraFiles: extra,
 	}
 	s = &spawned{cmd: cmd, conn: newSyncConn(parent), consoleFd: consoleFd}
+	tracef("spawn: starting")
 	if err := cmd.Start(); err != nil {
 		parent.Close()
 		return nil, fmt.Errorf("start init process: %w", err)
@@ -115,6 +119,7 @@ func spawn(o spawnOpts) (s *spawned, err error) {
 			s.kill()
 		}
 	}()
+	tracef("spawn: started")
 	child.Close()
 	// Place the first process in the cgroup before it creates a cgroup
 	// namespace, so the namespace is rooted at the container's cgroup.

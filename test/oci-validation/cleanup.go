@@ -242,10 +242,21 @@ func (c *cleaner) cleanCgroups(w io.Writer, name string) {
 				err = nil
 				break
 			}
-			if errors.Is(err, syscall.EBUSY) && try == 5 {
+			if !errors.Is(err, syscall.EBUSY) {
+				break
+			}
+			// A cgroup whose processes are still exiting.
+			if try == 5 {
 				killCgroupProcs(g)
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil && !isCgroupFS(g) {
+			// A runtime that believed it wrote cgroup files wrote plain
+			// ones: crun in v1 mode with the hybrid cgroup2 mount
+			// unmounted from its mount namespace creates
+			// unified/<id>/cgroup.procs in the /sys/fs/cgroup tmpfs.
+			err = os.RemoveAll(g)
 		}
 		if err != nil {
 			fmt.Fprintf(w, "cgroup %s left behind: rmdir failed: %v\n", g, err)
@@ -363,7 +374,18 @@ func cgroupDirs() []string {
 	return out
 }
 
-const cgroup2Magic = 0x63677270
+const (
+	cgroup2Magic = 0x63677270
+	cgroupMagic  = 0x27e0eb
+)
+
+func isCgroupFS(p string) bool {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(p, &st); err != nil {
+		return true // unknown: do not remove recursively
+	}
+	return st.Type == cgroup2Magic || st.Type == cgroupMagic
+}
 
 // cgroupNameParts returns the path components of a cgroup below its
 // hierarchy root.
