@@ -92,8 +92,10 @@ type Manager interface {
 // provide in the current mode stay zero.
 type Stats struct {
 	Memory struct {
-		// Limit and SwapLimit are math.MaxUint64 for "max" on cgroup v2; on
-		// v1 the kernel reports its own large "unlimited" number.
+		// Limit is math.MaxUint64 for "max" on cgroup v2; v1 reports its
+		// own large "unlimited" number. Swap is swap usage alone.
+		// SwapLimit is the memory+swap limit on v1 (memsw) and the
+		// swap-only memory.swap.max on v2. OOMEvents exists on v2 only.
 		Usage, MaxUsage, Limit, Cache, RSS, Swap, SwapLimit uint64
 		Failcnt, OOMEvents, OOMKillEvents                   uint64
 	}

@@ -255,3 +255,20 @@ func TestTargetSelection(t *testing.T) {
 		t.Errorf("Set(nil) = %v", err)
 	}
 }
+
+func TestMemorySwapV1WithoutSwapAccounting(t *testing.T) {
+	dir := fixtureDir(t, map[string]string{"memory.limit_in_bytes": "1000"})
+	// Unlimited swap without memsw files is the default: nothing to do,
+	// and above all the memory limit must stay untouched.
+	if err := setMemoryAndSwapV1(dir, 0, -1); err != nil {
+		t.Fatal(err)
+	}
+	wantFile(t, dir, "memory.limit_in_bytes", "1000")
+	if err := setMemoryAndSwapV1(dir, 2000, -1); err != nil {
+		t.Fatal(err)
+	}
+	wantFile(t, dir, "memory.limit_in_bytes", "2000")
+	if err := setMemoryAndSwapV1(dir, 2000, 4000); err == nil {
+		t.Error("finite swap accepted without swap accounting")
+	}
+}

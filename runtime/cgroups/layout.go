@@ -229,12 +229,11 @@ func (h hierarchy) has(controller string) bool {
 
 // resolve maps an OCI cgroupsPath to a directory of this hierarchy. Cleaning
 // the path as a rooted path keeps ".." from climbing above the mount point.
+// Paths naming the hierarchy root or the caller's own cgroup are refused:
+// Destroy removes the whole subtree of the directory.
 func (h hierarchy) resolve(cgroupsPath string) (string, error) {
 	if cgroupsPath == "" {
 		return "", errors.New("empty cgroups path")
-	}
-	if path.IsAbs(cgroupsPath) {
-		return path.Join(h.mountpoint, path.Clean(cgroupsPath)), nil
 	}
 	base := h.own
 	if h.root != "/" {
@@ -242,5 +241,20 @@ func (h hierarchy) resolve(cgroupsPath string) (string, error) {
 			base = r
 		}
 	}
-	return path.Join(h.mountpoint, path.Clean("/"+base+"/"+cgroupsPath)), nil
+	ownDir := path.Join(h.mountpoint, path.Clean("/"+base))
+	var dir string
+	if path.IsAbs(cgroupsPath) {
+		dir = path.Join(h.mountpoint, path.Clean(cgroupsPath))
+	} else {
+		// Rooting the relative part before joining keeps it below the
+		// caller's cgroup.
+		dir = path.Join(ownDir, path.Clean("/"+cgroupsPath))
+	}
+	if dir == path.Clean(h.mountpoint) {
+		return "", fmt.Errorf("cgroups path %q is the root of the hierarchy at %s", cgroupsPath, h.mountpoint)
+	}
+	if !path.IsAbs(cgroupsPath) && dir == ownDir {
+		return "", fmt.Errorf("cgroups path %q is the caller's own cgroup", cgroupsPath)
+	}
+	return dir, nil
 }

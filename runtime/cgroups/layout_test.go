@@ -136,8 +136,19 @@ func TestResolvePaths(t *testing.T) {
 	if got := m.Path("memory"); got != "/sys/fs/cgroup/memory/etc" {
 		t.Errorf("escaping path resolved to %q", got)
 	}
-	if _, err := newManager(l, ""); err == nil {
-		t.Error("empty path accepted")
+	if _, err := newManager(l, "../../x"); err != nil {
+		t.Fatal(err)
+	}
+	m, _ = newManager(l, "../../x")
+	if got := m.Path("memory"); got != "/sys/fs/cgroup/memory/process_api/abc/x" {
+		t.Errorf("relative path escaped the own cgroup: %q", got)
+	}
+	// Destroy removes the subtree, so the root and the caller's own
+	// cgroup are refused.
+	for _, bad := range []string{"", "/", "/a/..", ".", "a/.."} {
+		if _, err := newManager(l, bad); err == nil {
+			t.Errorf("cgroups path %q accepted", bad)
+		}
 	}
 }
 

@@ -91,21 +91,24 @@ func (m *manager) v1Dir(controller string) string {
 }
 
 // target picks where a controller lives: a v1 hierarchy if one has it,
-// otherwise the cgroup2 hierarchy if it offers it. requested says whether the
-// caller asks for a real (non-zero) setting; if not, an unavailable
-// controller is skipped silently.
+// otherwise the cgroup2 hierarchy if it offers it to this cgroup. requested
+// says whether the caller asks for a real (non-zero, non-unlimited) setting;
+// if not, an unavailable controller is skipped instead of failing. An
+// available controller is always returned, so "unlimited" still resets an
+// earlier limit.
 func (m *manager) target(v1name, v2name string, requested bool) (dir string, v2 bool, skip bool, err error) {
 	if d := m.v1Dir(v1name); d != "" {
 		return d, false, false, nil
 	}
 	if m.v2 != "" && v2name != "" && m.v2avail[v2name] {
-		if !requested {
+		err := m.v2Enabled(v2name)
+		switch {
+		case err == nil:
+			return m.v2, true, false, nil
+		case !requested:
 			return "", false, true, nil
 		}
-		if err := m.v2Enabled(v2name); err != nil {
-			return "", false, false, err
-		}
-		return m.v2, true, false, nil
+		return "", false, false, err
 	}
 	if !requested {
 		return "", false, true, nil

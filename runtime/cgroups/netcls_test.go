@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -70,6 +72,14 @@ func checkNetwork() (err error) {
 func netclsHelper() int {
 	var dirs []string
 	defer func() {
+		// The kernel destroys a v1 hierarchy at unmount only if it has no
+		// child cgroups left; removed cgroups linger until their last
+		// task reference is gone. Wait for that so the hierarchies this
+		// helper created do not outlive it.
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && (numCgroups("net_cls") > 1 || numCgroups("net_prio") > 1) {
+			time.Sleep(20 * time.Millisecond)
+		}
 		for _, d := range dirs {
 			_ = unix.Unmount(d, unix.MNT_DETACH)
 			_ = os.Remove(d)
@@ -100,6 +110,23 @@ func netclsHelper() int {
 	if err := checkNetwork(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	return 0
+}
+
+// numCgroups returns the cgroup count /proc/cgroups reports for the
+// hierarchy of controller, or 0.
+func numCgroups(controller string) int {
+	b, err := os.ReadFile("/proc/cgroups")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 4 && f[0] == controller {
+			n, _ := strconv.Atoi(f[2])
+			return n
+		}
 	}
 	return 0
 }

@@ -163,6 +163,9 @@ func setMemoryAndSwapV1(dir string, limit, swap int64) error {
 		return fmt.Errorf("memory+swap limit %d must be >= memory limit %d", swap, limit)
 	}
 	if swap == 0 {
+		if limit == 0 {
+			return nil // only an unlimited swap was asked for, and it is moot
+		}
 		return writeFile(dir, memFile, limitString(limit))
 	}
 	swapFirst := true

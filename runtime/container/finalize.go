@@ -41,7 +41,7 @@ func finalizeAndExec(cfg *initConfig, path string) error {
 	if seccompCfg != nil {
 		var err error
 		if filter, err = seccomp.Compile(seccompCfg); err != nil {
-			return fmt.Errorf("seccomp: %w", err)
+			return err
 		}
 	}
 	if filter != nil && !p.NoNewPrivileges {

@@ -40,26 +40,44 @@ func clean(path string) string {
 }
 
 // MkdirAllInRoot creates path and its parents inside the tree and returns an
-// O_PATH descriptor of the final directory.
+// O_PATH descriptor of the final directory. A dangling symlink on the way is
+// followed inside the tree (its target is created there), as mkdir -p would
+// from inside a chroot.
 func MkdirAllInRoot(rootFd int, path string, mode uint32) (int, error) {
-	p := clean(path)
+	return mkdirAll(rootFd, clean(path), mode, 0)
+}
+
+func mkdirAll(rootFd int, p string, mode uint32, links int) (int, error) {
+	if links > 40 {
+		return -1, &pathError{op: "mkdir", path: p, err: unix.ELOOP}
+	}
 	if fd, err := OpenInRoot(rootFd, p, unix.O_PATH|unix.O_DIRECTORY); err == nil {
 		return fd, nil
 	}
 	if p == "." {
 		return unix.Dup(rootFd)
 	}
-	parent, err := MkdirAllInRoot(rootFd, filepath.Dir(p), mode)
+	parent, err := mkdirAll(rootFd, filepath.Dir(p), mode, links)
 	if err != nil {
 		return -1, err
 	}
 	defer unix.Close(parent)
 	name := filepath.Base(p)
-	if err := unix.Mkdirat(parent, name, mode); err != nil && err != unix.EEXIST {
-		return -1, &pathError{op: "mkdir", path: path, err: err}
+	err = unix.Mkdirat(parent, name, mode)
+	if err == unix.EEXIST {
+		buf := make([]byte, 4096)
+		if n, rerr := unix.Readlinkat(parent, name, buf); rerr == nil {
+			target := string(buf[:n])
+			if !filepath.IsAbs(target) {
+				target = filepath.Join("/", filepath.Dir(p), target)
+			}
+			return mkdirAll(rootFd, clean(target), mode, links+1)
+		}
+	} else if err != nil {
+		return -1, &pathError{op: "mkdir", path: p, err: err}
 	}
 	// Re-resolve from the root rather than the parent so that a symlink
-	// planted at name is still evaluated inside the tree.
+	// planted at name meanwhile is still evaluated inside the tree.
 	return OpenInRoot(rootFd, p, unix.O_PATH|unix.O_DIRECTORY)
 }
 

@@ -3,7 +3,6 @@ package seccomp
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -17,132 +16,42 @@ const (
 	offArgs = 16
 )
 
-// cmp is a condition simplified for one ABI.
-type cmp struct {
-	arg   int
-	op    specs.LinuxSeccompOperator
-	value uint64 // datum (MASKED_EQ: compared with arg & mask)
-	mask  uint64 // MASKED_EQ only
-	wide  bool   // compare 64 bits; else only the low 32 bits exist
-}
-
-// verdict is what a condition is known to be before the filter runs.
-type verdict int
-
+// x32 numbers some of its syscalls from 512 to 547 (see x32Legacy), numbers
+// x86_64 leaves unused.
 const (
-	varies verdict = iota
-	alwaysTrue
-	neverTrue
+	x32LegacyFirst = 512
+	x32LegacyEnd   = 548 // first number after the range
 )
 
-const max32 = 0xffffffff
+// destKind tells what a run of syscall numbers leads to.
+type destKind int
 
-// simplify specialises c for an ABI whose arguments are wide (64-bit) or
-// not. A 32-bit argument is a zero-extended value, so conditions on values
-// beyond 32 bits are decided here and never reach the filter. Conditions
-// that always or never hold are reported instead of compiled.
-func simplify(c ociCond, wide bool) (cmp, verdict) {
-	out := cmp{arg: c.arg, op: c.op, value: c.value, wide: wide}
-	limit := uint64(max32)
-	if wide {
-		limit = ^uint64(0)
-	}
-	if !wide && c.op != specs.OpMaskedEqual && c.value > limit {
-		// The argument is below the value whatever it is.
-		switch c.op {
-		case specs.OpNotEqual, specs.OpLessThan, specs.OpLessEqual:
-			return out, alwaysTrue
-		default:
-			return out, neverTrue
-		}
-	}
-	switch c.op {
-	case specs.OpLessThan:
-		if c.value == 0 {
-			return out, neverTrue
-		}
-	case specs.OpLessEqual:
-		if c.value == limit {
-			return out, alwaysTrue
-		}
-	case specs.OpGreaterEqual:
-		if c.value == 0 {
-			return out, alwaysTrue
-		}
-	case specs.OpGreaterThan:
-		if c.value == limit {
-			return out, neverTrue
-		}
-	case specs.OpMaskedEqual:
-		out.mask = c.value & limit
-		out.value = c.two
-		if out.value&^out.mask != 0 {
-			// A bit outside the mask can never be equal.
-			return out, neverTrue
-		}
-		if out.mask == 0 {
-			return out, alwaysTrue
-		}
-	}
-	return out, varies
+const (
+	// destRet returns ret.
+	destRet destKind = iota
+	// destDecision runs the rules of decision.
+	destDecision
+	// destSplit returns ret for an x86_64 syscall and x32Ret for an x32
+	// one: the x86_64 search also serves x32, and the two may differ on
+	// numbers without rules (the ENOSYS answer depends on the ABI).
+	destSplit
+)
+
+type dest struct {
+	kind   destKind
+	ret    uint32
+	x32Ret uint32
+	d      decision
+	id     string
 }
 
-// rule is a conditional rule ready for code generation.
-type rule struct {
-	conds []cmp
-	ret   uint32
-}
+func retDest(v uint32) dest { return dest{kind: destRet, ret: v, id: fmt.Sprintf("r%x", v)} }
 
-// decision is the complete, simplified handling of one syscall: the rules
-// tried in order, then fallback.
-type decision struct {
-	rules    []rule
-	fallback uint32
-}
-
-func (d decision) key() string {
-	var b strings.Builder
-	for _, r := range d.rules {
-		fmt.Fprintf(&b, "%x:", r.ret)
-		for _, c := range r.conds {
-			fmt.Fprintf(&b, "%d,%s,%x,%x,%t;", c.arg, c.op, c.value, c.mask, c.wide)
-		}
-		b.WriteByte('|')
-	}
-	fmt.Fprintf(&b, "=%x", d.fallback)
-	return b.String()
-}
-
-// decide simplifies the rules of one syscall for an ABI.
-func decide(s *syscallRules, wide bool, defaultRet uint32) decision {
-	if s.hasUncond {
-		return decision{fallback: s.uncond}
-	}
-	d := decision{fallback: defaultRet}
-rules:
-	for _, r := range s.rules {
-		out := rule{ret: r.ret}
-		for _, c := range r.conds {
-			sc, v := simplify(c, wide)
-			switch v {
-			case neverTrue:
-				continue rules
-			case varies:
-				out.conds = append(out.conds, sc)
-			}
-		}
-		if len(out.conds) == 0 {
-			// Always matches: later rules are unreachable.
-			d.fallback = r.ret
-			break
-		}
-		d.rules = append(d.rules, out)
-	}
-	// A last rule returning what the fallback returns changes nothing.
-	for len(d.rules) > 0 && d.rules[len(d.rules)-1].ret == d.fallback {
-		d.rules = d.rules[:len(d.rules)-1]
-	}
-	return d
+// interval is a run of syscall numbers handled alike, from lo up to the
+// next interval's lo.
+type interval struct {
+	lo   uint32
+	dest dest
 }
 
 // generator emits the program.
@@ -151,86 +60,128 @@ type generator struct {
 	cc  *compileConfig
 }
 
-// pool holds the return instructions and rule blocks shared by the code of
-// one seccomp_data.arch value; they are emitted after that code so every
-// jump to them goes forward.
+// pool holds what the code for one seccomp_data.arch value shares: return
+// instructions, blocks used by several searches or intervals, and split
+// handlers. It is emitted after that code, so every jump to it goes forward.
 type pool struct {
-	retLabels map[uint32]label
-	retOrder  []uint32
-	blocks    map[string]label
-	pending   []pendingBlock
+	rets     map[uint32]label
+	retOrder []uint32
+	shared   map[string]label
+	pending  []dest
+	// uses counts the intervals leading to each destination; a decision
+	// used once is emitted inside the search, next to its only jump.
+	uses map[string]int
 }
 
-type pendingBlock struct {
-	at label
-	d  decision
+func newPool(searches ...[]interval) *pool {
+	p := &pool{rets: map[uint32]label{}, shared: map[string]label{}, uses: map[string]int{}}
+	for _, ivs := range searches {
+		for _, iv := range ivs {
+			p.uses[iv.dest.id]++
+		}
+	}
+	return p
 }
 
-func newPool() *pool {
-	return &pool{retLabels: map[uint32]label{}, blocks: map[string]label{}}
-}
-
-func (g *generator) retLabel(p *pool, val uint32) label {
-	l, ok := p.retLabels[val]
+func (g *generator) retLabel(p *pool, v uint32) label {
+	l, ok := p.rets[v]
 	if !ok {
 		l = g.asm.newLabel()
-		p.retLabels[val] = l
-		p.retOrder = append(p.retOrder, val)
+		p.rets[v] = l
+		p.retOrder = append(p.retOrder, v)
 	}
 	return l
 }
 
-// decisionLabel returns where a syscall with decision d jumps to: straight
-// to a return when there is nothing to check, else to a (shared) block.
-func (g *generator) decisionLabel(p *pool, d decision) label {
-	if len(d.rules) == 0 {
-		return g.retLabel(p, d.fallback)
+// inline reports whether the search emits dest itself.
+func (p *pool) inline(d dest) bool {
+	return d.kind == destDecision && p.uses[d.id] == 1
+}
+
+// label returns the pool label for a destination that is not inlined.
+func (g *generator) label(p *pool, d dest) label {
+	if d.kind == destRet {
+		return g.retLabel(p, d.ret)
 	}
-	k := d.key()
-	l, ok := p.blocks[k]
+	l, ok := p.shared[d.id]
 	if !ok {
 		l = g.asm.newLabel()
-		p.blocks[k] = l
-		p.pending = append(p.pending, pendingBlock{at: l, d: d})
+		p.shared[d.id] = l
+		p.pending = append(p.pending, d)
 	}
 	return l
 }
 
-// flush emits the pool's blocks, then its returns.
+// flush emits the pool: shared blocks and handlers, then returns.
 func (g *generator) flush(p *pool) {
-	// Blocks may create return labels, so emit them first.
-	for _, b := range p.pending {
-		g.asm.bind(b.at)
-		g.emitDecision(p, b.d)
+	for _, d := range p.pending {
+		g.asm.bind(p.shared[d.id])
+		g.emitDest(p, d)
 	}
 	p.pending = nil
 	for _, v := range p.retOrder {
-		g.asm.bind(p.retLabels[v])
+		g.asm.bind(p.rets[v])
 		g.asm.ret(v)
 	}
 	p.retOrder = nil
 }
 
-func (g *generator) emitDecision(p *pool, d decision) {
+// emitDest emits a decision block or a split handler.
+func (g *generator) emitDest(p *pool, d dest) {
+	a := &g.asm
+	switch d.kind {
+	case destDecision:
+		g.emitDecision(d.d)
+	case destSplit:
+		// The search ran on the number without the x32 bit; the original
+		// is still in seccomp_data. Only x32 syscalls take the x86_64
+		// search with a number at or above the bit.
+		a.load(offNr)
+		a.jump(opJGE, x32SyscallBit, g.retLabel(p, d.x32Ret), g.retLabel(p, d.ret))
+	default:
+		a.fail(fmt.Errorf("destination kind %d has no code", d.kind))
+	}
+}
+
+// emitDecision emits the rules of one syscall, each jumping to its own
+// returns placed right after them: blocks sit far from the shared returns,
+// and one local return is cheaper than a long jump per condition.
+func (g *generator) emitDecision(d decision) {
+	a := &g.asm
+	rets := map[uint32]label{}
+	var order []uint32
+	ret := func(v uint32) label {
+		l, ok := rets[v]
+		if !ok {
+			l = a.newLabel()
+			rets[v] = l
+			order = append(order, v)
+		}
+		return l
+	}
 	for i, r := range d.rules {
 		var fail label
 		if i == len(d.rules)-1 {
-			fail = g.retLabel(p, d.fallback)
+			fail = ret(d.fallback)
 		} else {
-			fail = g.asm.newLabel()
+			fail = a.newLabel()
 		}
 		for j, c := range r.conds {
 			if j == len(r.conds)-1 {
-				g.emitCmp(c, g.retLabel(p, r.ret), fail)
+				g.emitCmp(c, ret(r.ret), fail)
 				continue
 			}
-			ok := g.asm.newLabel()
+			ok := a.newLabel()
 			g.emitCmp(c, ok, fail)
-			g.asm.bind(ok)
+			a.bind(ok)
 		}
 		if i != len(d.rules)-1 {
-			g.asm.bind(fail)
+			a.bind(fail)
 		}
+	}
+	for _, v := range order {
+		a.bind(rets[v])
+		a.ret(v)
 	}
 }
 
@@ -324,55 +275,64 @@ func (g *generator) emitCmp(c cmp, ok, fail label) {
 	}
 }
 
-// interval is a run of syscall numbers handled alike, from lo up to the
-// next interval's lo.
-type interval struct {
-	lo     uint32
-	target label
+// gapRule says what a syscall number without rules gets: the default, or
+// ENOSYS above the highest number a profile names (see Compile).
+type gapRule struct {
+	stub bool
+	max  uint32
 }
 
-// intervals splits the syscall numbers [lo, hi] of an ABI into runs with
-// the same handling: numbers with rules go to their decision, others to the
-// default or, above the profile's highest number when stub is set, to
-// ENOSYS. Runs of allowed syscalls merge, so a typical allow-list needs one
-// comparison per run rather than per syscall.
-func (g *generator) intervals(p *pool, a abi, lo, hi uint32, stub bool) []interval {
-	cc := g.cc
-	stub = stub && cc.hasNr[a]
-	gap := func(nr uint32) label {
-		if stub && nr > cc.maxNr[a] {
-			return g.retLabel(p, retErrnoENOSYS)
-		}
-		return g.retLabel(p, cc.defaultRet)
-	}
-	nrs := make([]uint32, 0, len(cc.tables[a]))
-	for nr := range cc.tables[a] {
-		if nr >= lo && nr <= hi {
-			nrs = append(nrs, nr)
-		}
-	}
-	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
+func (cc *compileConfig) gapRule(a abi) gapRule {
+	return gapRule{stub: cc.enosysStub[a] && cc.hasNr[a], max: cc.maxNr[a]}
+}
 
+func (r gapRule) ret(nr uint32, def uint32) uint32 {
+	if r.stub && nr > r.max {
+		return retErrnoENOSYS
+	}
+	return def
+}
+
+// intervals splits the numbers [lo, hi] into runs with the same handling.
+// Numbers with rules go to their decision (looked up by rules), the others
+// to gap. gap only changes at the numbers in cuts, so each gap is split
+// there. Runs of equally handled numbers merge, so a typical allow-list
+// needs one comparison per run rather than one per syscall.
+func (g *generator) intervals(rules func(nr uint32) (decision, bool), nrs []uint32, lo, hi uint32, gap func(nr uint32) dest, cuts []uint32) []interval {
 	var ivs []interval
-	add := func(start uint32, t label) {
-		if len(ivs) > 0 && ivs[len(ivs)-1].target == t {
+	add := func(start uint32, d dest) {
+		if len(ivs) > 0 && ivs[len(ivs)-1].dest.id == d.id {
 			return
 		}
-		ivs = append(ivs, interval{lo: start, target: t})
+		ivs = append(ivs, interval{lo: start, dest: d})
 	}
 	fill := func(from, to uint32) {
 		add(from, gap(from))
-		if stub && cc.maxNr[a] >= from && cc.maxNr[a] < to {
-			add(cc.maxNr[a]+1, gap(cc.maxNr[a]+1))
+		for _, c := range cuts {
+			if c > from && c <= to {
+				add(c, gap(c))
+			}
 		}
 	}
+	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
+	sort.Slice(cuts, func(i, j int) bool { return cuts[i] < cuts[j] })
 	cur := uint64(lo) // first number not yet covered
 	for _, nr := range nrs {
+		if nr < lo || nr > hi {
+			continue
+		}
+		d, ok := rules(nr)
+		if !ok {
+			continue
+		}
 		if uint64(nr) > cur {
 			fill(uint32(cur), nr-1)
 		}
-		d := decide(cc.tables[a][nr], a.wideArgs(), cc.defaultRet)
-		add(nr, g.decisionLabel(p, d))
+		if len(d.rules) == 0 {
+			add(nr, retDest(d.fallback))
+		} else {
+			add(nr, dest{kind: destDecision, d: d, id: "d" + d.key()})
+		}
 		cur = uint64(nr) + 1
 	}
 	if cur <= uint64(hi) {
@@ -381,29 +341,53 @@ func (g *generator) intervals(p *pool, a abi, lo, hi uint32, stub bool) []interv
 	return ivs
 }
 
-// entry returns the label a search over ivs starts at: the only target, or
-// a new label the caller binds by emitting the search with emitNode.
-func (g *generator) entry(ivs []interval) label {
-	if len(ivs) == 1 {
-		return ivs[0].target
+// tableRules adapts an ABI's rule table for intervals. The search runs on
+// table numbers minus add (the x32 legacy search on numbers without the x32
+// bit).
+func (g *generator) tableRules(a abi, add uint32) (func(uint32) (decision, bool), []uint32) {
+	table := g.cc.tables[a]
+	nrs := make([]uint32, 0, len(table))
+	for nr := range table {
+		nrs = append(nrs, nr-add)
 	}
-	return g.asm.newLabel()
+	return func(nr uint32) (decision, bool) {
+		s, ok := table[nr+add]
+		if !ok {
+			return decision{}, false
+		}
+		return decide(s, a.wideArgs(), g.cc.defaultRet), true
+	}, nrs
 }
 
-// emitSearch emits the binary search over ivs, with the syscall number in
-// the accumulator, at its entry label. Each node is a single JGE and the
-// lower half follows it directly.
-func (g *generator) emitSearch(ivs []interval, at label) {
-	if len(ivs) < 2 {
+// entry returns the label a search over ivs starts at and whether the
+// search must be emitted there (else the label belongs to the pool).
+func (g *generator) entry(p *pool, ivs []interval) (label, bool) {
+	if len(ivs) == 1 && !p.inline(ivs[0].dest) {
+		return g.label(p, ivs[0].dest), false
+	}
+	return g.asm.newLabel(), true
+}
+
+// emitSearch emits, at label at, the binary search over ivs with the
+// syscall number in the accumulator. Each node is a single JGE; its lower
+// half follows it directly. A decision used only here is emitted in place.
+func (g *generator) emitSearch(p *pool, ivs []interval, at label) {
+	g.asm.bind(at)
+	if len(ivs) == 1 {
+		g.emitDest(p, ivs[0].dest)
 		return
 	}
-	g.asm.bind(at)
 	mid := len(ivs) / 2
 	left, right := ivs[:mid], ivs[mid:]
-	lt, rt := g.entry(left), g.entry(right)
+	lt, emitLeft := g.entry(p, left)
+	rt, emitRight := g.entry(p, right)
 	g.asm.jump(opJGE, right[0].lo, rt, lt)
-	g.emitSearch(left, lt)
-	g.emitSearch(right, rt)
+	if emitLeft {
+		g.emitSearch(p, left, lt)
+	}
+	if emitRight {
+		g.emitSearch(p, right, rt)
+	}
 }
 
 // generate lays out the whole program:
@@ -412,10 +396,14 @@ func (g *generator) emitSearch(ivs []interval, at label) {
 //	arch == x86_64? -> x86_64
 //	arch == i386?   -> i386 (when filtered)
 //	return KILL_PROCESS
-//	x86_64: load nr; nr >= X32 bit? -> high; search x86_64 numbers
-//	high:   nr == -1? -> default; search x32 numbers (or kill)
-//	blocks and returns of x86_64 and x32
-//	i386:   load nr; search i386 numbers; blocks and returns
+//	x86_64: load nr
+//	        nr < X32 bit? -> search
+//	        nr == -1? -> default
+//	        no x32: return KILL_PROCESS
+//	        x32: clear the bit; 512 <= nr < 548? -> x32 legacy search
+//	search: x86_64 numbers (x32 uses the same numbers for the rest)
+//	x32 legacy search; shared blocks and returns
+//	i386:   load nr; search i386 numbers; shared blocks and returns
 func generate(cc *compileConfig) ([]unix.SockFilter, error) {
 	g := &generator{cc: cc}
 	a := &g.asm
@@ -428,50 +416,97 @@ func generate(cc *compileConfig) ([]unix.SockFilter, error) {
 			hasX32 = true
 		}
 	}
+	def := cc.defaultRet
 
-	x64, i386 := a.newLabel(), a.newLabel()
+	x64Label, i386Label := a.newLabel(), a.newLabel()
 	a.load(offArch)
-	a.jump(opJEQ, unix.AUDIT_ARCH_X86_64, x64, next)
+	a.jump(opJEQ, unix.AUDIT_ARCH_X86_64, x64Label, next)
 	if hasI386 {
-		a.jump(opJEQ, unix.AUDIT_ARCH_I386, i386, next)
+		a.jump(opJEQ, unix.AUDIT_ARCH_I386, i386Label, next)
 	}
 	// libseccomp's bad-arch answer is KILL (thread); the process is the
 	// safer unit, a half-killed multi-threaded program may hang.
 	a.ret(unix.SECCOMP_RET_KILL_PROCESS)
 
-	p := newPool()
-	a.bind(x64)
-	a.load(offNr)
-	high := a.newLabel()
-	ivs := g.intervals(p, abiX86_64, 0, x32SyscallBit-1, cc.enosysStub[abiX86_64])
-	root := g.entry(ivs)
-	a.jump(opJGE, x32SyscallBit, high, root)
-	g.emitSearch(ivs, root)
+	// x86_64 and x32. An x32 syscall outside the legacy range has the
+	// number of the x86_64 syscall of the same name plus the x32 bit and
+	// exactly the same rules (see abi.lookup), so it runs the x86_64
+	// search with the bit cleared; only numbers without rules may differ.
+	gap64, gap32 := cc.gapRule(abiX86_64), cc.gapRule(abiX32)
+	gapMain := func(nr uint32) dest {
+		r64 := gap64.ret(nr, def)
+		if !hasX32 {
+			return retDest(r64)
+		}
+		r32 := gap32.ret(x32SyscallBit|nr, def)
+		if r32 == r64 {
+			return retDest(r64)
+		}
+		return dest{kind: destSplit, ret: r64, x32Ret: r32, id: fmt.Sprintf("s%x,%x", r64, r32)}
+	}
+	var cuts []uint32
+	if gap64.stub {
+		cuts = append(cuts, gap64.max+1)
+	}
+	if hasX32 && gap32.stub {
+		cuts = append(cuts, (gap32.max&^x32SyscallBit)+1)
+	}
+	rules64, nrs64 := g.tableRules(abiX86_64, 0)
+	mainIvs := g.intervals(rules64, nrs64, 0, max32, gapMain, cuts)
+	var legacyIvs []interval
+	if hasX32 {
+		rules32, nrs32 := g.tableRules(abiX32, x32SyscallBit)
+		gapLegacy := func(nr uint32) dest { return retDest(gap32.ret(x32SyscallBit|nr, def)) }
+		var legacyCuts []uint32
+		if gap32.stub {
+			legacyCuts = append(legacyCuts, (gap32.max&^x32SyscallBit)+1)
+		}
+		legacyIvs = g.intervals(rules32, nrs32, x32LegacyFirst, x32LegacyEnd-1, gapLegacy, legacyCuts)
+	}
+	p := newPool(mainIvs, legacyIvs)
 
-	a.bind(high)
+	a.bind(x64Label)
+	a.load(offNr)
+	mainRoot, emitMain := g.entry(p, mainIvs)
+	a.jump(opJGE, x32SyscallBit, next, mainRoot)
 	// Tracers skip a syscall by setting its number to -1, and the filter
 	// runs again then; like libseccomp, treat it as an x86_64 syscall
-	// without rules rather than as a foreign ABI.
-	var x32Ivs []interval
-	x32Root := g.retLabel(p, unix.SECCOMP_RET_KILL_PROCESS)
+	// without rules rather than as x32.
+	a.jump(opJEQ, max32, g.retLabel(p, def), next)
+	var legacyRoot label
+	emitLegacy := false
 	if hasX32 {
-		x32Ivs = g.intervals(p, abiX32, x32SyscallBit, max32-1, cc.enosysStub[abiX32])
-		x32Root = g.entry(x32Ivs)
+		legacyRoot, emitLegacy = g.entry(p, legacyIvs)
+		a.and(^uint32(x32SyscallBit))
+		a.jump(opJGE, x32LegacyEnd, mainRoot, next)
+		a.jump(opJGE, x32LegacyFirst, legacyRoot, mainRoot)
+	} else {
+		a.ret(unix.SECCOMP_RET_KILL_PROCESS)
 	}
-	a.jump(opJEQ, max32, g.retLabel(p, cc.defaultRet), x32Root)
-	g.emitSearch(x32Ivs, x32Root)
+	if emitMain {
+		g.emitSearch(p, mainIvs, mainRoot)
+	}
+	if emitLegacy {
+		g.emitSearch(p, legacyIvs, legacyRoot)
+	}
 	g.flush(p)
 
 	if hasI386 {
-		q := newPool()
-		a.bind(i386)
-		ivs := g.intervals(q, abiI386, 0, max32, cc.enosysStub[abiI386])
-		root := g.entry(ivs)
-		if len(ivs) == 1 {
-			a.jumpTo(root)
-		} else {
+		gap := cc.gapRule(abiI386)
+		var cuts []uint32
+		if gap.stub {
+			cuts = append(cuts, gap.max+1)
+		}
+		rules, nrs := g.tableRules(abiI386, 0)
+		ivs := g.intervals(rules, nrs, 0, max32, func(nr uint32) dest { return retDest(gap.ret(nr, def)) }, cuts)
+		q := newPool(ivs)
+		a.bind(i386Label)
+		root, emit := g.entry(q, ivs)
+		if emit {
 			a.load(offNr)
-			g.emitSearch(ivs, root)
+			g.emitSearch(q, ivs, root)
+		} else {
+			a.jumpTo(root)
 		}
 		g.flush(q)
 	}

@@ -647,3 +647,53 @@ func TestBigProfileFits(t *testing.T) {
 		}
 	}
 }
+
+// TestX32SharesX86_64Rules pins the invariant the x32 code relies on: an
+// x32 syscall outside the legacy range has exactly the rules of the x86_64
+// syscall with the same number.
+func TestX32SharesX86_64Rules(t *testing.T) {
+	r := rand.New(rand.NewSource(5))
+	profiles := []*specs.LinuxSeccomp{loadDockerLike(t)}
+	for i := 0; i < 200; i++ {
+		p := randomProfile(r, 10)
+		p.Architectures = append(p.Architectures, specs.ArchX32)
+		profiles = append(profiles, p)
+	}
+	for i, cfg := range profiles {
+		cc, err := resolve(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for nr, s32 := range cc.tables[abiX32] {
+			n := nr &^ x32SyscallBit
+			if n >= x32LegacyFirst && n < x32LegacyEnd {
+				continue
+			}
+			s64, ok := cc.tables[abiX86_64][n]
+			if !ok {
+				t.Fatalf("profile %d: x32 %#x has rules, x86_64 %d none", i, nr, n)
+			}
+			d32, d64 := decide(s32, true, cc.defaultRet), decide(s64, true, cc.defaultRet)
+			if d32.key() != d64.key() {
+				t.Fatalf("profile %d: x32 %#x and x86_64 %d differ: %s vs %s", i, nr, n, d32.key(), d64.key())
+			}
+		}
+		for n := range cc.tables[abiX86_64] {
+			if _, ok := cc.tables[abiX32][x32SyscallBit|n]; !ok {
+				t.Fatalf("profile %d: x86_64 %d has rules, x32 none", i, n)
+			}
+		}
+	}
+}
+
+// TestDeterministic: the same profile always gives the same program, so
+// programs can be compared and cached.
+func TestDeterministic(t *testing.T) {
+	cfg := loadDockerLike(t)
+	first := mustCompile(t, cfg)
+	for i := 0; i < 20; i++ {
+		if again := mustCompile(t, cfg); !slices.Equal(first, again) {
+			t.Fatalf("compilation %d differs", i)
+		}
+	}
+}

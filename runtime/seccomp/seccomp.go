@@ -22,6 +22,14 @@
 //   - Arguments are compared as unsigned 64-bit values on x86_64 and x32
 //     (whose syscalls see full 64-bit registers) and as the 32-bit values the
 //     kernel really uses on i386.
+//   - An x32 name matches both its x86_64 number and, for the syscalls x32
+//     numbers differently (512-547), that number too, all with the x32 bit:
+//     the extra numbers are ENOSYS for the kernel, so covering them closes
+//     any gap. On i386, unconditional rules on socket and SysV IPC syscalls
+//     also cover the socketcall(2) and ipc(2) sub-calls, as in libseccomp.
+//   - errnoRet is only accepted for SCMP_ACT_ERRNO and SCMP_ACT_TRACE (both
+//     default to EPERM), as the spec requires; SCMP_ACT_NOTIFY cannot be
+//     the default action (as in runc).
 //   - Like runc, when the default action refuses syscalls (anything but
 //     ALLOW, LOG and TRACE), syscall numbers above the highest one the profile
 //     names for an architecture listed in architectures fail with ENOSYS, so

@@ -2,7 +2,6 @@ package seccomp
 
 import (
 	"github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 //go:generate go run mksyscalls.go
@@ -126,12 +125,4 @@ func (a abi) multiplexed(name string) (muxCall, bool) {
 		return muxCall{nr: syscallsI386["ipc"], cond: ociCond{arg: 0, op: specs.OpMaskedEqual, value: 0xffff, two: call}}, true
 	}
 	return muxCall{}, false
-}
-
-// auditArch is the seccomp_data.arch value of the ABI.
-func (a abi) auditArch() uint32 {
-	if a == abiI386 {
-		return unix.AUDIT_ARCH_I386
-	}
-	return unix.AUDIT_ARCH_X86_64
 }

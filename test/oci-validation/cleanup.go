@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -109,6 +110,20 @@ func (c *cleaner) listContainers() ([]string, error) {
 	return ids, nil
 }
 
+func (c *cleaner) bundleOf(id string) (string, error) {
+	out, err := command(10*time.Second, c.rt, "state", id)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Bundle string `json:"bundle"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return "", err
+	}
+	return filepath.Clean(st.Bundle), nil
+}
+
 func (c *cleaner) afterProgram(w io.Writer, name, tmp string) {
 	// 1. Containers that the program did not delete.
 	if ids, err := c.listContainers(); err != nil {
@@ -118,10 +133,24 @@ func (c *cleaner) afterProgram(w io.Writer, name, tmp string) {
 			if c.baseContainers[id] {
 				continue
 			}
+			// Only containers whose bundle is one of ours: someone else
+			// may use the same runtime root meanwhile.
+			if b, err := c.bundleOf(id); err != nil || !underDir(b, c.d.root) {
+				if err != nil {
+					fmt.Fprintf(w, "container %s: state failed (%v); left alone\n", id, err)
+				}
+				c.baseContainers[id] = true
+				continue
+			}
 			command(10*time.Second, c.rt, "kill", id, "KILL")
 			_, err := command(20*time.Second, c.rt, "delete", "--force", id)
 			if err != nil {
 				_, err = command(20*time.Second, c.rt, "delete", id)
+			}
+			if err == nil {
+				if _, serr := command(10*time.Second, c.rt, "state", id); serr == nil {
+					err = errors.New("delete succeeded, but state still finds the container")
+				}
 			}
 			if err != nil {
 				fmt.Fprintf(w, "container %s left behind; delete failed: %v\n", id, err)
@@ -245,8 +274,11 @@ func (c *cleaner) cleanCgroups(w io.Writer, name string) {
 			if !errors.Is(err, syscall.EBUSY) {
 				break
 			}
-			// A cgroup whose processes are still exiting.
-			if try == 5 {
+			// A cgroup whose processes are still exiting, or that a
+			// runtime left populated. Only runtime-tools' fixed test
+			// paths are emptied by force: a UUID-named cgroup could
+			// belong to someone else's container.
+			if try == 5 && fixedTestCgroup(g) {
 				killCgroupProcs(g)
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -267,6 +299,15 @@ func (c *cleaner) cleanCgroups(w io.Writer, name string) {
 			c.cgroups++
 		}
 	}
+}
+
+func fixedTestCgroup(g string) bool {
+	for _, p := range cgroupNameParts(g) {
+		if p == "cgrouptest" || p == "testdir" {
+			return true
+		}
+	}
+	return false
 }
 
 // killCgroupProcs kills the processes in a cgroup that a validation program

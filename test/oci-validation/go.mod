@@ -1,6 +1,21 @@
+// Its own module, so that the main module never depends on runtime-tools.
+// It builds the runtime-tools v0.9.0 validation programs (the tool
+// directives below) and holds the runner (main.go); see README.md.
 module github.com/hullproject/hull/test/oci-validation
 
 go 1.26.8
+
+// runtime-tools v0.9.0 has no go.mod (it vendored with Godeps), so nothing
+// constrains its dependencies: these pins are the versions it compiles with.
+// satori/go.uuid must stay at v1.2.0: later commits changed NewV4's
+// signature.
+require (
+	github.com/opencontainers/runtime-spec v1.0.2 // indirect
+	github.com/opencontainers/runtime-tools v0.9.0 // indirect
+	github.com/opencontainers/selinux v1.2.2 // indirect
+	github.com/satori/go.uuid v1.2.0 // indirect
+	github.com/urfave/cli v1.22.14 // indirect
+)
 
 require (
 	github.com/blang/semver v3.5.1+incompatible // indirect
@@ -9,14 +24,9 @@ require (
 	github.com/hashicorp/go-multierror v1.1.1 // indirect
 	github.com/mndrix/tap-go v0.0.0-20171203230836-629fa407e90b // indirect
 	github.com/mrunalp/fileutils v0.5.1 // indirect
-	github.com/opencontainers/runtime-spec v1.0.2 // indirect
-	github.com/opencontainers/runtime-tools v0.9.0 // indirect
-	github.com/opencontainers/selinux v1.2.2 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
-	github.com/satori/go.uuid v1.2.0 // indirect
 	github.com/sirupsen/logrus v1.10.2 // indirect
 	github.com/syndtr/gocapability v0.0.0-20200815063812-42c35b437635 // indirect
-	github.com/urfave/cli v1.22.14 // indirect
 	github.com/xeipuuv/gojsonpointer v0.0.0-20180127040702-4e3ac2762d5f // indirect
 	github.com/xeipuuv/gojsonreference v0.0.0-20180127040603-bd5ef7bd5415 // indirect
 	github.com/xeipuuv/gojsonschema v1.2.0 // indirect

@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -136,7 +137,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "oci-validation: warning: found %d validation programs, expected %d\n", len(programs), wantPrograms)
 	}
 	if !*noBuild {
-		if err := buildPrograms(dirs.bin, programs); err != nil {
+		if err := buildPrograms(work, dirs.bin, programs); err != nil {
 			fmt.Fprintf(os.Stderr, "oci-validation: building validation programs: %v\n", err)
 			return 2
 		}
@@ -284,12 +285,60 @@ func listPrograms() ([]string, error) {
 
 // buildPrograms builds the validation programs and runtimetest (which runs
 // inside the busybox rootfs, hence static) into bin.
-func buildPrograms(bin string, programs []string) error {
+func buildPrograms(work, bin string, programs []string) error {
 	args := append([]string{"build", "-o", bin + string(filepath.Separator)}, programs...)
-	args = append(args, runtimetest)
 	cmd := goCmd(args...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if err := cmd.Run(); err != nil {
+		return err
+	}
+	args = []string{"build", "-o", filepath.Join(bin, "runtimetest")}
+	if overlay, err := nofileOverlay(work); err != nil {
+		fmt.Fprintf(os.Stderr, "oci-validation: warning: runtimetest keeps Go's RLIMIT_NOFILE raise, so process_rlimits cannot pass: %v\n", err)
+	} else {
+		args = append(args, "-overlay", overlay)
+	}
+	cmd = goCmd(append(args, runtimetest)...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	return cmd.Run()
+}
+
+// nofileOverlay writes a go build overlay that turns off the Go runtime's
+// raise of its own soft RLIMIT_NOFILE (Go 1.19+, syscall/rlimit.go: an init
+// that sets the soft limit to hard-1). runtimetest checks the soft
+// RLIMIT_NOFILE it was started with; built by a current Go it would see its
+// own raise (process_rlimits: expected 3000, actual 3999) whatever the
+// runtime did. The overlay is made from the local GOROOT at build time and
+// lives in work/, like everything built.
+func nofileOverlay(work string) (string, error) {
+	out, err := goCmd("env", "GOROOT").Output()
+	if err != nil {
+		return "", err
+	}
+	src := filepath.Join(strings.TrimSpace(string(out)), "src", "syscall", "rlimit.go")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	const initLine = "\nfunc init() {\n"
+	if bytes.Count(data, []byte(initLine)) != 1 {
+		return "", fmt.Errorf("%s: no single init function to disable", src)
+	}
+	data = bytes.Replace(data, []byte(initLine), []byte("\nfunc initRaiseNofileDisabledByOCIValidation() {\n"), 1)
+	dir := filepath.Join(work, "overlay")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	patched := filepath.Join(dir, "rlimit.go")
+	if err := os.WriteFile(patched, data, 0o644); err != nil {
+		return "", err
+	}
+	spec, err := json.Marshal(map[string]map[string]string{"Replace": {src: patched}})
+	if err != nil {
+		return "", err
+	}
+	overlay := filepath.Join(dir, "overlay.json")
+	return overlay, os.WriteFile(overlay, spec, 0o644)
 }
 
 func moduleDir(path string) (string, error) {
