@@ -3,13 +3,20 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test unit lint oci-validation bench clean
+.PHONY: all deps build demo test lint oci-validation bench clean
 
 all: build
 
-build:
+deps:
+	@scripts/deps.sh
+
+build: deps
 	@mkdir -p bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hull-runc ./cmd/hull-runc
+
+# The main job: a busybox container through hull-runc, no internet needed.
+demo: build
+	scripts/demo.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
@@ -25,6 +32,7 @@ oci-validation: build
 	cd test/oci-validation && ./run.sh
 
 bench: build
+	scripts/deps.sh --bench
 	bench/runtime.sh
 
 clean:
