@@ -119,6 +119,9 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	if err != nil {
 		return c, err
 	}
+	// The cgroup namespace must be rooted at the container's cgroup, which
+	// the init only joins later (see below): it unshares it itself.
+	nsCfg.CloneFlags &^= unix.CLONE_NEWCGROUP
 	preserved := make([]*os.File, 0, o.PreserveFDs)
 	for i := 0; i < o.PreserveFDs; i++ {
 		preserved = append(preserved, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
@@ -131,22 +134,28 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		ns:      nsCfg,
 		uidMaps: s.Linux.UIDMappings,
 		gidMaps: s.Linux.GIDMappings,
-		setupCg: func(pid int) error {
-			tracef("create: applying cgroup")
-			if err := cg.Apply(pid); err != nil {
-				return fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
-			}
-			tracef("create: cgroup applied")
-			if err := cg.Set(effectiveResources(s)); err != nil {
-				return fmt.Errorf("set cgroup resources: %w", err)
-			}
-			tracef("create: cgroup set")
-			return nil
-		},
 	})
 	if err != nil {
 		return c, err
 	}
+	// Moving a process between v1 cgroups waits for an RCU grace period
+	// (milliseconds), so it runs while the init sets up its root
+	// filesystem; the init waits for "cgroup-ready" before it creates its
+	// cgroup namespace, mounts cgroupfs or runs anything of the container.
+	cgDone := make(chan error, 1)
+	go func() {
+		tracef("create: applying cgroup")
+		if err := cg.Apply(sp.pid); err != nil {
+			cgDone <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
+			return
+		}
+		if err := cg.Set(effectiveResources(s)); err != nil {
+			cgDone <- fmt.Errorf("set cgroup resources: %w", err)
+			return
+		}
+		tracef("create: cgroup set")
+		cgDone <- nil
+	}()
 	tracef("create: init %d spawned", sp.pid)
 	c.State.Pid = sp.pid
 	c.State.PidStart, _, _ = processStart(sp.pid)
@@ -158,7 +167,19 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		JoinedUser: joinedUser != "",
 	}
 	if err := sp.conn.send(&cfg); err != nil {
+		<-cgDone
 		return c, fmt.Errorf("send config to init: %w", err)
+	}
+	cgErr := <-cgDone
+	reply := message{Type: "cgroup-ready"}
+	if cgErr != nil {
+		reply = *errorMessage(cgErr)
+	}
+	if err := sp.conn.send(&reply); err != nil && cgErr == nil {
+		return c, fmt.Errorf("send to init: %w", err)
+	}
+	if cgErr != nil {
+		return c, cgErr
 	}
 	if err := c.waitReady(sp); err != nil {
 		return c, err

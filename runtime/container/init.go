@@ -102,12 +102,42 @@ func initSetup(conn *syncConn, cfg *initConfig, report *func(error)) error {
 	}
 	tracef("init: start")
 	inUserNS := cfg.NewNS[string(specs.UserNamespace)] || cfg.JoinedUser
+	newCgroupNS := cfg.NewNS[string(specs.CgroupNamespace)]
+	// The runtime places us in our cgroups concurrently; wait for that
+	// before anything depends on it.
+	inCgroup := false
+	ensureCgroup := func() error {
+		if inCgroup {
+			return nil
+		}
+		inCgroup = true
+		var m message
+		if err := conn.recv(&m); err != nil {
+			return fmt.Errorf("wait for cgroup placement: %w", err)
+		}
+		if m.Type != "cgroup-ready" {
+			return remoteError(m)
+		}
+		if newCgroupNS {
+			// Per-thread, like the rest of our namespace state: this
+			// thread is the one that mounts cgroupfs and execs.
+			if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+				return fmt.Errorf("unshare cgroup namespace: %w", err)
+			}
+		}
+		tracef("init: in cgroup")
+		return nil
+	}
 	root, err := rootfs.Prepare(&rootfs.Config{
 		Rootfs: cfg.Rootfs, Spec: s, NoPivot: cfg.NoPivot, InUserNS: inUserNS,
-		NewCgroupNS: cfg.NewNS[string(specs.CgroupNamespace)],
-		NewNetNS:    cfg.NewNS[string(specs.NetworkNamespace)],
+		NewCgroupNS:       newCgroupNS,
+		NewNetNS:          cfg.NewNS[string(specs.NetworkNamespace)],
+		BeforeCgroupMount: ensureCgroup,
 	})
 	if err != nil {
+		return err
+	}
+	if err := ensureCgroup(); err != nil {
 		return err
 	}
 	tracef("init: rootfs prepared")

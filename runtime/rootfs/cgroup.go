@@ -101,6 +101,11 @@ func ownCgroups() (map[string]string, error) {
 // makes the container's cgroup its root); otherwise the container's
 // directories are bind mounted from the host.
 func (r *Root) mountCgroup(m *specs.Mount, o MountOpts) error {
+	if r.cfg.BeforeCgroupMount != nil {
+		if err := r.cfg.BeforeCgroupMount(); err != nil {
+			return err
+		}
+	}
 	hs, err := hostHierarchies()
 	if err != nil {
 		return fmt.Errorf("read cgroup hierarchies: %w", err)

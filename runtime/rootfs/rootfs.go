@@ -27,6 +27,10 @@ type Config struct {
 	InUserNS    bool // a new or joined user namespace: no mknod, locked flags
 	NewCgroupNS bool
 	NewNetNS    bool
+	// BeforeCgroupMount, if set, runs before the first cgroup filesystem
+	// is mounted: the caller makes sure the process is in its cgroups (and
+	// its cgroup namespace) by then.
+	BeforeCgroupMount func() error
 }
 
 // Root is the container root while it is being built.
