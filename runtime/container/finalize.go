@@ -90,6 +90,7 @@ func finalizeAndExec(cfg *initConfig, path string) error {
 			}
 		}
 	}
+	tracef("init: exec")
 	err = syscall.Exec(path, p.Args, p.Env)
 	return &ExecError{Msg: fmt.Sprintf("exec %s: %v", p.Args[0], err), Errno: errnoOf(err)}
 }

@@ -40,6 +40,8 @@ func Init() {
 		os.Exit(nsenter.ExitCode)
 	}
 	os.Unsetenv(nsenter.InitPipeEnv)
+	os.Unsetenv("HULL_TRACE")
+	tracef("init: go runtime up")
 	conn := newSyncConn(os.NewFile(uintptr(fd), "sync"))
 	var cfg initConfig
 	if err := conn.recv(&cfg); err != nil {
@@ -178,6 +180,7 @@ func initSetup(conn *syncConn, cfg *initConfig, report *func(error)) error {
 	if err != nil {
 		return err
 	}
+	tracef("init: ready")
 	if err := conn.send(&message{Type: "ready"}); err != nil {
 		return err
 	}

@@ -101,7 +101,7 @@ func spawn(o spawnOpts) (s *spawned, err error) {
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
 		Args:       []string{"hull-runc", "init"},
-		Env:        []string{nsenter.InitPipeEnv + "=" + strconv.Itoa(syncFd)},
+		Env:        initEnv(syncFd),
 		Dir:        o.dir,
 		Stdin:      o.stdio.In,
 		Stdout:     o.stdio.Out,
@@ -194,4 +194,12 @@ func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
 		}
 	}
 	return nil
+}
+
+func initEnv(syncFd int) []string {
+	env := []string{nsenter.InitPipeEnv + "=" + strconv.Itoa(syncFd)}
+	if traceOn {
+		env = append(env, "HULL_TRACE=1")
+	}
+	return env
 }

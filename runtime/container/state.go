@@ -123,7 +123,10 @@ func List(root string) ([]*Container, error) {
 	return out, nil
 }
 
-// save writes the state atomically: temp file, fsync, rename.
+// save writes the state atomically (temp file + rename), so a reader never
+// sees a half-written file. There is no fsync: the state root lives in /run,
+// a tmpfs that does not survive the reboot an fsync would protect against,
+// and the flush would cost milliseconds per container on a disk.
 func (c *Container) save() error {
 	data, err := json.Marshal(&c.State)
 	if err != nil {
@@ -145,10 +148,6 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
 		return err
