@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -303,22 +302,18 @@ func effectiveResources(s *specs.Spec) *specs.LinuxResources {
 	return &r
 }
 
+// dialConsole connects to the console socket with plain syscalls; the net
+// package would add its resolver and poller to every runtime process.
 func dialConsole(path string) (*os.File, error) {
-	conn, err := net.Dial("unix", path)
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
+		return nil, fmt.Errorf("console socket: %w", err)
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
 		return nil, fmt.Errorf("connect to console socket %s: %w", path, err)
 	}
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
-		conn.Close()
-		return nil, fmt.Errorf("console socket %s is not a unix socket", path)
-	}
-	f, err := uc.File()
-	uc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("console socket %s: %w", path, err)
-	}
-	return f, nil
+	return os.NewFile(uintptr(fd), "console-socket"), nil
 }
 
 func writePidFile(path string, pid int) error {

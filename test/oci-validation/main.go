@@ -101,7 +101,11 @@ func run() int {
 		}
 	}
 
-	expected, err := readExpected(filepath.Join(modDir, *expectedFile))
+	expPath := *expectedFile
+	if !filepath.IsAbs(expPath) {
+		expPath = filepath.Join(modDir, expPath)
+	}
+	expected, err := readExpected(expPath)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "oci-validation: %v\n", err)
 		return 2
@@ -201,6 +205,8 @@ func run() int {
 	if interrupted {
 		fmt.Fprintln(os.Stderr, "oci-validation: interrupted")
 		status = 130
+	} else if filter != nil {
+		// A subset is not measured against the full-run number.
 	} else if passed < expected {
 		fmt.Fprintf(os.Stderr, "oci-validation: %d programs passed, fewer than the %d recorded in %s\n", passed, expected, *expectedFile)
 		status = 1
