@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -35,10 +36,14 @@ type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+func init() {
+	// Keep the main goroutine on the main thread: the runtime builds
+	// containers from threads that join their namespaces and are then
+	// thrown away, and the main thread cannot be thrown away.
+	runtime.LockOSThread()
+}
+
 func main() {
-	if container.IsInit() {
-		container.Init() // does not return
-	}
 	cmd := newRootCmd()
 	err := cmd.Execute()
 	if err == nil {

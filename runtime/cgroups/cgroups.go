@@ -125,5 +125,11 @@ func New(cgroupsPath string) (Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newManager(l, cgroupsPath)
+	m, err := newManager(l, cgroupsPath)
+	if err != nil {
+		// A nil *manager in a non-nil interface would defeat callers'
+		// nil checks.
+		return nil, err
+	}
+	return m, nil
 }

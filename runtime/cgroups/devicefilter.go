@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -21,7 +18,7 @@ const (
 // rules. The context is struct bpf_cgroup_dev_ctx { u32 access_type; u32
 // major; u32 minor; } with access_type = access<<16 | type. The program
 // returns 1 to allow and 0 to deny.
-func compileDeviceFilter(rules []specs.LinuxDeviceCgroup) (asm.Instructions, error) {
+func compileDeviceFilter(rules []specs.LinuxDeviceCgroup) ([]bpfInsn, error) {
 	parsed, err := parseDevRules(rules)
 	if err != nil {
 		return nil, err
@@ -29,62 +26,52 @@ func compileDeviceFilter(rules []specs.LinuxDeviceCgroup) (asm.Instructions, err
 	return compileDevState(emulateDevices(parsed)), nil
 }
 
-func compileDevState(st devState) asm.Instructions {
-	insns := asm.Instructions{
-		asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // access_type
-		asm.Mov.Reg32(asm.R3, asm.R2),
-		asm.And.Imm32(asm.R3, 0xffff), // R3 = device type
-		asm.Mov.Reg32(asm.R4, asm.R2),
-		asm.RSh.Imm32(asm.R4, 16),                // R4 = requested access
-		asm.LoadMem(asm.R5, asm.R1, 4, asm.Word), // R5 = major
-		asm.LoadMem(asm.R6, asm.R1, 8, asm.Word), // R6 = minor
-	}
-	exceptionVerdict, defaultVerdict := int64(1), int64(0)
+func compileDevState(st devState) []bpfInsn {
+	var a bpfAsm
+	a.emit(
+		ldxW(bpfR2, bpfR1, 0), // access_type
+		alu32Reg(unix.BPF_MOV, bpfR3, bpfR2),
+		alu32Imm(unix.BPF_AND, bpfR3, 0xffff), // R3 = device type
+		alu32Reg(unix.BPF_MOV, bpfR4, bpfR2),
+		alu32Imm(unix.BPF_RSH, bpfR4, 16), // R4 = requested access
+		ldxW(bpfR5, bpfR1, 4),             // R5 = major
+		ldxW(bpfR6, bpfR1, 8),             // R6 = minor
+	)
+	exceptionVerdict, defaultVerdict := int32(1), int32(0)
 	if st.defaultAllow {
 		exceptionVerdict, defaultVerdict = 0, 1
 	}
-	// Each exception is one block; a failed comparison jumps to the label
-	// on the first instruction of the next block.
-	label := ""
-	add := func(ins asm.Instruction) {
-		if label != "" {
-			ins = ins.WithSymbol(label)
-			label = ""
-		}
-		insns = append(insns, ins)
-	}
-	for i, e := range st.exceptions {
-		next := fmt.Sprintf("exception_%d_end", i)
+	// Each exception is one block; a failed comparison jumps to the first
+	// instruction of the next block.
+	for _, e := range st.exceptions {
 		typ := int32(bpfDevChar)
 		if e.typ == 'b' {
 			typ = bpfDevBlock
 		}
-		add(asm.JNE.Imm(asm.R3, typ, next))
+		a.jumpNext(unix.BPF_JNE, bpfR3, typ)
 		if e.access != accAll {
-			add(asm.Mov.Reg32(asm.R7, asm.R4))
+			a.emit(alu32Reg(unix.BPF_MOV, bpfR7, bpfR4))
 			if st.defaultAllow {
 				// Deny exception: any overlap matches.
-				add(asm.And.Imm32(asm.R7, int32(e.access)))
-				add(asm.JEq.Imm(asm.R7, 0, next))
+				a.emit(alu32Imm(unix.BPF_AND, bpfR7, int32(e.access)))
+				a.jumpNext(unix.BPF_JEQ, bpfR7, 0)
 			} else {
 				// Allow exception: every requested bit must be covered.
-				add(asm.And.Imm32(asm.R7, int32(accAll&^e.access)))
-				add(asm.JNE.Imm(asm.R7, 0, next))
+				a.emit(alu32Imm(unix.BPF_AND, bpfR7, int32(accAll&^e.access)))
+				a.jumpNext(unix.BPF_JNE, bpfR7, 0)
 			}
 		}
 		if e.major >= 0 {
-			add(asm.JNE.Imm(asm.R5, int32(e.major), next))
+			a.jumpNext(unix.BPF_JNE, bpfR5, int32(e.major))
 		}
 		if e.minor >= 0 {
-			add(asm.JNE.Imm(asm.R6, int32(e.minor), next))
+			a.jumpNext(unix.BPF_JNE, bpfR6, int32(e.minor))
 		}
-		add(asm.Mov.Imm(asm.R0, int32(exceptionVerdict)))
-		add(asm.Return())
-		label = next
+		a.emit(mov64Imm(bpfR0, exceptionVerdict), exitInsn())
+		a.bindNext()
 	}
-	add(asm.Mov.Imm(asm.R0, int32(defaultVerdict)))
-	add(asm.Return())
-	return insns
+	a.emit(mov64Imm(bpfR0, defaultVerdict), exitInsn())
+	return a.insns
 }
 
 // setDevicesV2 loads the device program and attaches it to dir. It is
@@ -105,56 +92,67 @@ func setDevicesV2(dir string, rules []specs.LinuxDeviceCgroup) error {
 	}
 	defer unix.Close(fd)
 
-	old, err := link.QueryPrograms(link.QueryOptions{Target: fd, Attach: ebpf.AttachCGroupDevice})
+	old, err := bpfProgQuery(fd, unix.BPF_CGROUP_DEVICE)
 	if err != nil {
 		return fmt.Errorf("query device programs of %s: %w", dir, err)
 	}
-	err = link.RawAttachProgram(link.RawAttachProgramOptions{
-		Target:  fd,
-		Program: prog,
-		Attach:  ebpf.AttachCGroupDevice,
-		Flags:   unix.BPF_F_ALLOW_MULTI,
-	})
-	if err != nil {
+	if err := bpfProgAttach(fd, prog.fd, unix.BPF_CGROUP_DEVICE, unix.BPF_F_ALLOW_MULTI); err != nil {
 		return fmt.Errorf("attach device program to %s: %w", dir, err)
 	}
 	var errs []error
-	for _, ap := range old.Programs {
-		if err := detachProgram(fd, ap.ID); err != nil {
-			errs = append(errs, fmt.Errorf("detach old device program %d from %s: %w", ap.ID, dir, err))
+	for _, id := range old {
+		if err := detachProgram(fd, id); err != nil {
+			errs = append(errs, fmt.Errorf("detach old device program %d from %s: %w", id, dir, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// deviceProgram is a loaded device program; the kernel keeps it while it is
+// attached to a cgroup, so it can be closed after attaching.
+type deviceProgram struct {
+	fd int
+}
+
+func (p *deviceProgram) Close() error {
+	if p.fd < 0 {
+		return nil
+	}
+	err := unix.Close(p.fd)
+	p.fd = -1
+	return err
+}
+
 // loadDeviceProgram compiles rules and loads the program into the kernel,
-// which runs the verifier on it.
-func loadDeviceProgram(rules []specs.LinuxDeviceCgroup) (*ebpf.Program, error) {
+// which runs the verifier on it. The license only matters to the kernel for
+// programs that call GPL-only helpers; this one calls no helper at all.
+func loadDeviceProgram(rules []specs.LinuxDeviceCgroup) (*deviceProgram, error) {
 	insns, err := compileDeviceFilter(rules)
 	if err != nil {
 		return nil, err
 	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "hull_devices",
-		Type:         ebpf.CGroupDevice,
-		License:      "Apache-2.0",
-		Instructions: insns,
-	})
+	fd, err := bpfProgLoad(unix.BPF_PROG_TYPE_CGROUP_DEVICE, "hull_devices", "Apache-2.0", insns)
 	if err != nil {
 		return nil, fmt.Errorf("load device program: %w", err)
 	}
-	return prog, nil
+	return &deviceProgram{fd: fd}, nil
 }
 
-func detachProgram(fd int, id ebpf.ProgramID) error {
-	p, err := ebpf.NewProgramFromID(id)
+// detachProgram detaches the program with the given id from the cgroup fd.
+// A program that is gone already (detached by a concurrent update) is no
+// error.
+func detachProgram(fd int, id uint32) error {
+	pfd, err := bpfProgGetFdByID(id)
+	if err == unix.ENOENT {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-	return link.RawDetachProgram(link.RawDetachProgramOptions{
-		Target:  fd,
-		Program: p,
-		Attach:  ebpf.AttachCGroupDevice,
-	})
+	defer unix.Close(pfd)
+	err = bpfProgDetach(fd, pfd, unix.BPF_CGROUP_DEVICE)
+	if err == unix.ENOENT {
+		return nil
+	}
+	return err
 }

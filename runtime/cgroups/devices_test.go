@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf/asm"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func num(v int64) *int64 { return &v }
@@ -97,73 +97,76 @@ func TestEmulateDevices(t *testing.T) {
 }
 
 // runFilter interprets the small instruction subset compileDevState emits,
-// so the program's decisions can be checked without loading it.
-func runFilter(t *testing.T, insns asm.Instructions, typ uint32, major, minor uint32, access uint32) uint64 {
+// decoding the encoded instructions the kernel gets, so the program's
+// decisions can be checked without loading it.
+func runFilter(t *testing.T, insns []bpfInsn, typ uint32, major, minor uint32, access uint32) uint64 {
 	t.Helper()
 	ctx := []uint32{access<<16 | typ, major, minor}
-	labels := map[string]int{}
-	for i, ins := range insns {
-		if s := ins.Symbol(); s != "" {
-			labels[s] = i
-		}
-	}
 	var reg [11]uint64
 	for pc, steps := 0, 0; pc < len(insns); steps++ {
 		if steps > 10000 {
 			t.Fatal("program does not terminate")
 		}
 		ins := insns[pc]
-		op := ins.OpCode
 		pc++
-		switch op.Class() {
-		case asm.LdXClass:
-			if ins.Src != asm.R1 || op.Size() != asm.Word || ins.Offset%4 != 0 || int(ins.Offset/4) >= len(ctx) {
-				t.Fatalf("unexpected load %v", ins)
+		if ins.dst() > bpfR7 || ins.src() > bpfR7 {
+			t.Fatalf("unexpected register in %+v", ins)
+		}
+		class, op, src := ins.code&0x07, ins.code&0xf0, ins.code&unix.BPF_X
+		switch class {
+		case unix.BPF_LDX:
+			if ins.code != unix.BPF_LDX|unix.BPF_MEM|unix.BPF_W || ins.src() != bpfR1 ||
+				ins.off < 0 || ins.off%4 != 0 || int(ins.off/4) >= len(ctx) {
+				t.Fatalf("unexpected load %+v", ins)
 			}
-			reg[ins.Dst] = uint64(ctx[ins.Offset/4])
-		case asm.ALUClass, asm.ALU64Class:
-			src := uint64(ins.Constant)
-			if op.Source() == asm.RegSource {
-				src = reg[ins.Src]
+			reg[ins.dst()] = uint64(ctx[ins.off/4])
+		case unix.BPF_ALU, unix.BPF_ALU64:
+			v := uint64(int64(ins.imm))
+			if src == unix.BPF_X {
+				v = reg[ins.src()]
 			}
-			var v uint64
-			switch op.ALUOp() {
-			case asm.Mov:
-				v = src
-			case asm.And:
-				v = reg[ins.Dst] & src
-			case asm.RSh:
-				v = reg[ins.Dst] >> src
+			switch op {
+			case unix.BPF_MOV:
+			case unix.BPF_AND:
+				v &= reg[ins.dst()]
+			case unix.BPF_RSH:
+				if class == unix.BPF_ALU {
+					v = uint64(uint32(reg[ins.dst()]) >> (v & 31))
+				} else {
+					v = reg[ins.dst()] >> (v & 63)
+				}
 			default:
-				t.Fatalf("unexpected alu op %v", ins)
+				t.Fatalf("unexpected alu op %+v", ins)
 			}
-			if op.Class() == asm.ALUClass {
+			if class == unix.BPF_ALU {
 				v = uint64(uint32(v))
 			}
-			reg[ins.Dst] = v
-		case asm.JumpClass:
+			reg[ins.dst()] = v
+		case unix.BPF_JMP:
+			if op == unix.BPF_EXIT {
+				return reg[bpfR0]
+			}
+			if src != unix.BPF_K {
+				t.Fatalf("unexpected jump %+v", ins)
+			}
 			jump := false
-			switch op.JumpOp() {
-			case asm.Exit:
-				return reg[asm.R0]
-			case asm.JEq:
-				jump = reg[ins.Dst] == uint64(ins.Constant)
-			case asm.JNE:
-				jump = reg[ins.Dst] != uint64(ins.Constant)
-			case asm.Ja:
-				jump = true
+			switch imm := uint64(int64(ins.imm)); op {
+			case unix.BPF_JEQ:
+				jump = reg[ins.dst()] == imm
+			case unix.BPF_JNE:
+				jump = reg[ins.dst()] != imm
 			default:
-				t.Fatalf("unexpected jump %v", ins)
+				t.Fatalf("unexpected jump %+v", ins)
 			}
 			if jump {
-				target, ok := labels[ins.Reference()]
-				if !ok {
-					t.Fatalf("jump to unknown label %q", ins.Reference())
+				// Forward jumps only: the kernel rejects loops here.
+				if ins.off < 0 || pc+int(ins.off) > len(insns) {
+					t.Fatalf("jump out of the program at %d: %+v", pc-1, ins)
 				}
-				pc = target
+				pc += int(ins.off)
 			}
 		default:
-			t.Fatalf("unexpected instruction %v", ins)
+			t.Fatalf("unexpected instruction %+v", ins)
 		}
 	}
 	t.Fatal("program fell off the end")

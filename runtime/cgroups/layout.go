@@ -52,7 +52,7 @@ func (l layout) mode() Mode {
 }
 
 func loadLayout() (layout, error) {
-	mi, err := os.Open("/proc/self/mountinfo")
+	mi, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return layout{}, fmt.Errorf("open mountinfo: %w", err)
 	}
@@ -61,7 +61,7 @@ func loadLayout() (layout, error) {
 	if err != nil {
 		return layout{}, err
 	}
-	pc, err := os.Open("/proc/self/cgroup")
+	pc, err := os.Open("/proc/thread-self/cgroup")
 	if err != nil {
 		return layout{}, fmt.Errorf("open /proc/self/cgroup: %w", err)
 	}

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -24,11 +22,11 @@ func attachedDevicePrograms(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	res, err := link.QueryPrograms(link.QueryOptions{Target: fd, Attach: ebpf.AttachCGroupDevice})
+	ids, err := bpfProgQuery(fd, unix.BPF_CGROUP_DEVICE)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(res.Programs)
+	return len(ids)
 }
 
 // checkNetwork runs the net_cls/net_prio checks with the hierarchies the

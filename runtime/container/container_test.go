@@ -281,12 +281,13 @@ func TestHooksRunInOrderWithState(t *testing.T) {
 		// there and write where the container can, so log to the bundle.
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/hooklog", Type: "bind", Source: filepath.Dir(log), Options: []string{"bind"}})
 		in := func(name string) specs.Hook {
-			return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", `read -r state; echo "` + name + ` $state" >> /hooklog/hooks.log`}}
+			return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", `state=$(cat); echo "` + name + ` $state" >> /hooklog/hooks.log`}}
 		}
 		s.Hooks.CreateContainer = []specs.Hook{hook("createContainer")}
 		s.Hooks.StartContainer = []specs.Hook{in("startContainer")}
 	})
-	if _, code := e.run(); code != 0 {
+	if out, code := e.run(); code != 0 {
+		t.Logf("container output %q", out)
 		t.Fatalf("exit %d", code)
 	}
 	data, _ := os.ReadFile(log)
@@ -295,7 +296,7 @@ func TestHooksRunInOrderWithState(t *testing.T) {
 		name, state, _ := strings.Cut(l, " ")
 		order = append(order, name)
 		if !strings.Contains(state, `"id":"`+e.id+`"`) {
-			t.Errorf("%s hook got state %s", name, state)
+			t.Errorf("%s hook got state %s (log %q)", name, state, data)
 		}
 	}
 	if got := strings.Join(order, ","); got != "createRuntime,createContainer,startContainer,poststart,poststop" {

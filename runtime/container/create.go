@@ -3,17 +3,16 @@ package container
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/hullproject/hull/runtime/cgroups"
-	"github.com/hullproject/hull/runtime/hooks"
 	"github.com/hullproject/hull/runtime/nsenter"
 	"github.com/hullproject/hull/runtime/rootfs"
 	"github.com/hullproject/hull/runtime/spec"
@@ -114,12 +113,12 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		}
 		defer console.Close()
 	}
-	nsCfg, newNS, err := namespaceConfig(s)
+	nsCfg, _, err := namespaceConfig(s)
 	if err != nil {
 		return c, err
 	}
 	// The cgroup namespace must be rooted at the container's cgroup, which
-	// the init only joins later (see below): it unshares it itself.
+	// the process only joins later (see build): it is created then.
 	nsCfg.CloneFlags &^= unix.CLONE_NEWCGROUP
 	preserved := make([]*os.File, 0, o.PreserveFDs)
 	for i := 0; i < o.PreserveFDs; i++ {
@@ -129,7 +128,6 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		dir:     bundle,
 		stdio:   o.Stdio,
 		extra:   preserved,
-		console: console,
 		ns:      nsCfg,
 		uidMaps: s.Linux.UIDMappings,
 		gidMaps: s.Linux.GIDMappings,
@@ -137,53 +135,68 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	if err != nil {
 		return c, err
 	}
+	c.State.Pid = sp.pid
+	c.State.PidStart, _, _ = processStart(sp.pid)
 	// Moving a process between v1 cgroups waits for an RCU grace period
-	// (milliseconds), so it runs while the init sets up its root
-	// filesystem; the init waits for "cgroup-ready" before it creates its
-	// cgroup namespace, mounts cgroupfs or runs anything of the container.
-	cgDone := make(chan error, 1)
+	// (milliseconds), so it runs while the root filesystem is built; the
+	// build waits for it before it creates the cgroup namespace or mounts
+	// cgroupfs, and nothing of the container runs before the plan.
+	cgc := make(chan error, 1)
 	go func() {
-		tracef("create: applying cgroup")
 		if err := cg.Apply(sp.pid); err != nil {
-			cgDone <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
+			cgc <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
 			return
 		}
 		if err := cg.Set(effectiveResources(s)); err != nil {
-			cgDone <- fmt.Errorf("set cgroup resources: %w", err)
+			cgc <- fmt.Errorf("set cgroup resources: %w", err)
 			return
 		}
 		tracef("create: cgroup set")
-		cgDone <- nil
+		cgc <- nil
 	}()
-	tracef("create: init %d spawned", sp.pid)
-	c.State.Pid = sp.pid
-	c.State.PidStart, _, _ = processStart(sp.pid)
-	_, joinedUser := spec.HasNamespace(s, specs.UserNamespace)
-	cfg := initConfig{
-		Type: "init", ID: id, HostPid: sp.pid, Bundle: bundle, Spec: s, Process: s.Process,
-		Rootfs: rootPath, StateDir: dir, NoPivot: o.NoPivot, NoKeyring: o.NoNewKeyring,
-		ConsoleFd: sp.consoleFd, PreserveFDs: o.PreserveFDs, NewNS: newNS,
-		JoinedUser: joinedUser != "",
-	}
-	if err := sp.conn.send(&cfg); err != nil {
-		<-cgDone
-		return c, fmt.Errorf("send config to init: %w", err)
-	}
-	cgErr := <-cgDone
-	reply := message{Type: "cgroup-ready"}
-	if cgErr != nil {
-		reply = *errorMessage(cgErr)
-	}
-	if err := sp.conn.send(&reply); err != nil && cgErr == nil {
-		return c, fmt.Errorf("send to init: %w", err)
-	}
-	if cgErr != nil {
-		return c, cgErr
-	}
-	if err := c.waitReady(sp); err != nil {
+	cgWait := sync.OnceValue(func() error { return <-cgc })
+	defer func() {
+		if err != nil {
+			cgWait() // let a pending Apply finish before cleanup removes the cgroup
+		}
+	}()
+	b, err := c.build(sp, cgWait, console, o.NoPivot)
+	if err != nil {
 		return c, err
 	}
-	tracef("create: init ready")
+	if b.console >= 0 {
+		defer unix.Close(b.console)
+	}
+	if err := setProcessLimits(sp.pid, s.Process); err != nil {
+		return c, err
+	}
+	pl, err := buildPlan(s.Process, s, b.exe)
+	if err != nil {
+		return c, err
+	}
+	pl.Flags |= nsenter.PlanWaitFifo
+	if !o.NoNewKeyring {
+		pl.Flags |= nsenter.PlanKeyring
+		pl.Keyring = "_ses." + id
+	}
+	pl.PreserveFDs = uint32(o.PreserveFDs)
+	if err := c.startHooks(pl); err != nil {
+		return c, err
+	}
+	dirFd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return c, fmt.Errorf("open state dir: %w", err)
+	}
+	defer unix.Close(dirFd)
+	fds := []int{dirFd}
+	if b.console >= 0 {
+		pl.Flags |= nsenter.PlanConsole
+		fds = append(fds, b.console)
+	}
+	if err := sp.request(nsenter.ReqPlan, pl.Encode(), fds...); err != nil {
+		return c, err
+	}
+	tracef("create: ready")
 	c.State.Created = time.Now().UTC()
 	if err := c.save(); err != nil {
 		return c, err
@@ -193,50 +206,8 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 			return c, err
 		}
 	}
-	sp.conn.f.Close()
+	sp.conn.Close()
 	return c, nil
-}
-
-// waitReady serves the init's requests until it reports that the container
-// is set up (or fails).
-func (c *Container) waitReady(sp *spawned) error {
-	for {
-		var m message
-		if err := sp.conn.recv(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return errors.New("container init exited during setup")
-			}
-			return fmt.Errorf("read from init: %w", err)
-		}
-		switch m.Type {
-		case "hooks":
-			s := c.State.Spec
-			var err error
-			if s.Hooks != nil {
-				st := c.hookState(Creating)
-				err = hooks.Run("prestart", s.Hooks.Prestart, st) //nolint:staticcheck // still part of the spec
-				if err == nil {
-					err = hooks.Run("createRuntime", s.Hooks.CreateRuntime, st)
-				}
-			}
-			reply := message{Type: "hooks-done"}
-			if err != nil {
-				reply = message{Type: "error", Error: err.Error()}
-			}
-			if serr := sp.conn.send(&reply); serr != nil && err == nil {
-				err = serr
-			}
-			if err != nil {
-				return err
-			}
-		case "ready":
-			return nil
-		case "error":
-			return remoteError(m)
-		default:
-			return fmt.Errorf("unexpected message %q from init", m.Type)
-		}
-	}
 }
 
 func cgroupsPath(s *specs.Spec, id string) string {
@@ -334,4 +305,35 @@ func killCgroup(m cgroups.Manager) error {
 		_ = unix.Kill(p, unix.SIGKILL)
 	}
 	return nil
+}
+
+// setProcessLimits applies the process's rlimits and oom_score_adj from the
+// outside, before it executes anything.
+func setProcessLimits(pid int, p *specs.Process) error {
+	for _, rl := range p.Rlimits {
+		t, ok := rlimitTypes[rl.Type]
+		if !ok {
+			return fmt.Errorf("unknown rlimit type %q", rl.Type)
+		}
+		lim := unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}
+		if err := unix.Prlimit(pid, t, &lim, nil); err != nil {
+			return fmt.Errorf("set %s to %d/%d: %w", rl.Type, rl.Soft, rl.Hard, err)
+		}
+	}
+	if p.OOMScoreAdj != nil {
+		path := fmt.Sprintf("/proc/%d/oom_score_adj", pid)
+		if err := os.WriteFile(path, []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+			return fmt.Errorf("set oom_score_adj: %w", err)
+		}
+	}
+	return nil
+}
+
+var rlimitTypes = map[string]int{
+	"RLIMIT_CPU": unix.RLIMIT_CPU, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_DATA": unix.RLIMIT_DATA,
+	"RLIMIT_STACK": unix.RLIMIT_STACK, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK,
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE, "RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO,
+	"RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
 }

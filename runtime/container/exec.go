@@ -74,11 +74,10 @@ func (c *Container) Exec(o ExecOpts) (pid int, err error) {
 		preserved = append(preserved, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
 	}
 	sp, err := spawn(spawnOpts{
-		dir:     "/",
-		stdio:   o.Stdio,
-		extra:   preserved,
-		console: console,
-		ns:      ns,
+		dir:   "/",
+		stdio: o.Stdio,
+		extra: preserved,
+		ns:    ns,
 		setupCg: func(pid int) error {
 			if cg.Exists() {
 				if err := cg.Apply(pid); err != nil {
@@ -91,24 +90,59 @@ func (c *Container) Exec(o ExecOpts) (pid int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	cfg := initConfig{Type: "exec", ID: c.State.ID, HostPid: sp.pid, Spec: c.State.Spec, Process: p,
-		ConsoleFd: sp.consoleFd, PreserveFDs: o.PreserveFDs}
-	if err := sp.conn.send(&cfg); err != nil {
-		sp.kill()
-		return 0, fmt.Errorf("send exec config: %w", err)
+	defer func() {
+		if err != nil {
+			sp.kill()
+		}
+	}()
+	// Resolve the program and make the terminal from inside the
+	// container's mount namespace.
+	b := built{console: -1}
+	err = inNamespaces(c.State.Pid, []string{"mnt"}, func() error {
+		root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(root)
+		if p.Terminal {
+			if b.console, err = setupConsole(root, false, console); err != nil {
+				return err
+			}
+		}
+		b.exe, err = lookPath(p)
+		return err
+	})
+	if b.console >= 0 {
+		defer unix.Close(b.console)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := setProcessLimits(sp.pid, p); err != nil {
+		return 0, err
+	}
+	pl, err := buildPlan(p, c.State.Spec, b.exe)
+	if err != nil {
+		return 0, err
+	}
+	pl.PreserveFDs = uint32(o.PreserveFDs)
+	var fds []int
+	if b.console >= 0 {
+		pl.Flags |= nsenter.PlanConsole
+		fds = append(fds, b.console)
+	}
+	if err := sp.send(nsenter.ReqPlan, pl.Encode(), fds...); err != nil {
+		return 0, err
 	}
 	// Success is the child's end of the socket closing on execve.
-	var m message
-	err = sp.conn.recv(&m)
-	sp.conn.f.Close()
-	if err == nil {
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(sp.pid, &ws, 0, nil)
-		return 0, remoteError(m)
+	m, rerr := nsenter.ReadMsg(sp.conn)
+	sp.conn.Close()
+	sp.conn = nil
+	if rerr == nil {
+		return 0, errnoError(m)
 	}
-	if !errors.Is(err, io.EOF) {
-		sp.kill()
-		return 0, fmt.Errorf("exec: %w", err)
+	if !errors.Is(rerr, io.EOF) {
+		return 0, fmt.Errorf("exec: %w", rerr)
 	}
 	return sp.pid, nil
 }

@@ -17,11 +17,9 @@ import (
 	"github.com/hullproject/hull/internal/testbundle"
 )
 
-// The test binary is also the container init: Create re-executes it.
+// Create re-executes the test binary as the container process; the nsenter
+// constructor linked into it takes over before TestMain would run.
 func TestMain(m *testing.M) {
-	if IsInit() {
-		Init()
-	}
 	code := m.Run()
 	// Remove the parent cgroups the tests' containers lived under.
 	for _, dir := range []string{"/sys/fs/cgroup/*/hull-test", "/sys/fs/cgroup/unified/hull-test"} {

@@ -48,10 +48,9 @@ type spawnOpts struct {
 }
 
 type spawned struct {
-	cmd       *exec.Cmd
-	pid       int // the process that continues in Go
-	conn      *syncConn
-	consoleFd int
+	cmd  *exec.Cmd
+	pid  int      // the container process (after the pid-namespace fork)
+	conn *os.File // sync socket to its stage 2
 }
 
 // kill ends whatever spawn started, for error paths.
@@ -66,7 +65,7 @@ func (s *spawned) kill() {
 		_ = s.cmd.Wait()
 	}
 	if s.conn != nil {
-		s.conn.f.Close()
+		s.conn.Close()
 	}
 }
 
@@ -93,22 +92,30 @@ func spawn(o spawnOpts) (s *spawned, err error) {
 	extra := append([]*os.File(nil), o.extra...)
 	extra = append(extra, child)
 	syncFd := 2 + len(extra)
-	consoleFd := -1
-	if o.console != nil {
-		extra = append(extra, o.console)
-		consoleFd = 2 + len(extra)
+	// A nil *os.File in an io.Reader would give the child a closed fd 0.
+	asReader := func(f *os.File) io.Reader {
+		if f == nil {
+			return nil
+		}
+		return f
+	}
+	asWriter := func(f *os.File) io.Writer {
+		if f == nil {
+			return nil
+		}
+		return f
 	}
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
 		Args:       []string{"hull-runc", "init"},
 		Env:        initEnv(syncFd),
 		Dir:        o.dir,
-		Stdin:      o.stdio.In,
-		Stdout:     o.stdio.Out,
-		Stderr:     o.stdio.Err,
+		Stdin:      asReader(o.stdio.In),
+		Stdout:     asWriter(o.stdio.Out),
+		Stderr:     asWriter(o.stdio.Err),
 		ExtraFiles: extra,
 	}
-	s = &spawned{cmd: cmd, conn: newSyncConn(parent), consoleFd: consoleFd}
+	s = &spawned{cmd: cmd, conn: parent}
 	tracef("spawn: starting")
 	if err := cmd.Start(); err != nil {
 		parent.Close()
@@ -197,9 +204,50 @@ func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
 }
 
 func initEnv(syncFd int) []string {
-	env := []string{nsenter.InitPipeEnv + "=" + strconv.Itoa(syncFd)}
-	if traceOn {
-		env = append(env, "HULL_TRACE=1")
+	return []string{nsenter.InitPipeEnv + "=" + strconv.Itoa(syncFd)}
+}
+
+// request sends one stage-2 request, with descriptors, and waits for the
+// container process's answer.
+func (s *spawned) request(typ uint32, payload []byte, fds ...int) error {
+	if err := s.send(typ, payload, fds...); err != nil {
+		return err
 	}
-	return env
+	m, err := nsenter.ReadMsg(s.conn)
+	if err != nil {
+		return fmt.Errorf("container process: %w", childExitError(s.cmd, err))
+	}
+	if m.Type == nsenter.MsgError {
+		return errnoError(m)
+	}
+	return nil
+}
+
+func (s *spawned) send(typ uint32, payload []byte, fds ...int) error {
+	frame := nsenter.Request(typ, payload)
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	// The descriptors travel with the first bytes; a large frame may need
+	// more than one write.
+	n, err := unix.SendmsgN(int(s.conn.Fd()), frame, oob, nil, 0)
+	if err != nil {
+		return fmt.Errorf("send to container process: %w", err)
+	}
+	if n < len(frame) {
+		if _, err := s.conn.Write(frame[n:]); err != nil {
+			return fmt.Errorf("send to container process: %w", err)
+		}
+	}
+	return nil
+}
+
+// errnoError turns a stage-2 error message into an error; failures of the
+// final execve keep their errno for exit-code mapping.
+func errnoError(m nsenter.Msg) error {
+	if m.Value != 0 {
+		return &ExecError{Msg: m.Text, Errno: unix.Errno(m.Value)}
+	}
+	return errors.New(m.Text)
 }

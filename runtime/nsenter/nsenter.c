@@ -94,6 +94,9 @@ __attribute__((constructor)) static void hull_nsenter(void)
 	sync_fd = atoi(env);
 	if (sync_fd <= 2)
 		_exit(HULL_NSENTER_EXIT);
+	// It came through exec without close-on-exec; hooks we fork must not
+	// inherit it.
+	fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
 
 	// Nothing in the container may inspect or ptrace us while we still
 	// carry the runtime's privileges; execve restores dumpability.
@@ -191,6 +194,7 @@ __attribute__((constructor)) static void hull_nsenter(void)
 	} else {
 		send_msg(HULL_MSG_PID, getpid(), NULL);
 	}
-	// The child falls through into the Go runtime, which carries on the
-	// setup over the same socket.
+	// The container process never starts the Go runtime: stage 2 takes
+	// requests from the runtime and ends in execve.
+	hull_stage2(sync_fd);
 }

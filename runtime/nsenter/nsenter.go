@@ -106,3 +106,132 @@ func ReadMsg(r io.Reader) (Msg, error) {
 	}
 	return Msg{Type: hdr.Type, Value: hdr.Value, Text: string(text)}, nil
 }
+
+// Requests to a container process in stage 2 (see stage2.c).
+const (
+	ReqMountProc = C.HULL_REQ_MOUNT_PROC
+	ReqUnshare   = C.HULL_REQ_UNSHARE
+	ReqChdir     = C.HULL_REQ_CHDIR
+	ReqChroot    = C.HULL_REQ_CHROOT
+	ReqPlan      = C.HULL_REQ_PLAN
+	MsgOK        = C.HULL_MSG_OK
+)
+
+// Plan flags.
+const (
+	PlanWaitFifo    = C.HULL_PLAN_WAIT_FIFO
+	PlanNNP         = C.HULL_PLAN_NNP
+	PlanSeccomp     = C.HULL_PLAN_SECCOMP
+	PlanCaps        = C.HULL_PLAN_CAPS
+	PlanPersonality = C.HULL_PLAN_PERSONALITY
+	PlanConsole     = C.HULL_PLAN_CONSOLE
+	PlanKeyring     = C.HULL_PLAN_KEYRING
+	PlanSetgroups   = C.HULL_PLAN_SETGROUPS
+)
+
+// Hook is a startContainer hook for the plan.
+type Hook struct {
+	Path    string
+	Args    []string
+	Env     []string
+	Timeout uint32 // seconds, 0 for none
+}
+
+// Plan is everything the container process does itself before execve.
+type Plan struct {
+	Flags       uint32
+	UID, GID    uint32
+	Umask       uint32 // 0xffffffff: the default 022
+	Groups      []uint32
+	Caps        [5]uint64 // bounding, effective, permitted, inheritable, ambient
+	Personality uint32
+	PreserveFDs uint32
+	SeccompFlag uint32
+	Seccomp     []byte // struct sock_filter array, 8 bytes per instruction
+	Keyring     string
+	Cwd         string
+	Exe         string
+	Args        []string
+	Env         []string
+	Hooks       []Hook // startContainer hooks (create only)
+	State       string // JSON state given to the hooks
+}
+
+type encoder struct{ b bytes.Buffer }
+
+func (e *encoder) u32(v uint32) { _ = binary.Write(&e.b, binary.NativeEndian, v) }
+func (e *encoder) u64(v uint64) { _ = binary.Write(&e.b, binary.NativeEndian, v) }
+func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b.WriteString(s) }
+func (e *encoder) strs(v []string) {
+	e.u32(uint32(len(v)))
+	for _, s := range v {
+		e.str(s)
+	}
+}
+
+// Encode serialises the plan for stage2.c's run_plan.
+func (p *Plan) Encode() []byte {
+	var e encoder
+	e.u32(p.Flags)
+	e.u32(p.UID)
+	e.u32(p.GID)
+	e.u32(p.Umask)
+	e.u32(uint32(len(p.Groups)))
+	for _, g := range p.Groups {
+		e.u32(g)
+	}
+	for _, c := range p.Caps {
+		e.u64(c)
+	}
+	e.u32(p.Personality)
+	e.u32(p.PreserveFDs)
+	e.u32(p.SeccompFlag)
+	e.u32(uint32(len(p.Seccomp) / 8))
+	e.b.Write(p.Seccomp)
+	e.str(p.Keyring)
+	e.str(p.Cwd)
+	e.str(p.Exe)
+	e.strs(p.Args)
+	e.strs(p.Env)
+	e.str(p.State)
+	e.u32(uint32(len(p.Hooks)))
+	for _, h := range p.Hooks {
+		e.str(h.Path)
+		e.strs(h.Args)
+		e.strs(h.Env)
+		e.u32(h.Timeout)
+	}
+	return e.b.Bytes()
+}
+
+// MountProcPayload encodes a ReqMountProc request.
+func MountProcPayload(flags uint64, data string) []byte {
+	var e encoder
+	e.u64(flags)
+	e.str(data)
+	return e.b.Bytes()
+}
+
+// U32Payload encodes a request carrying one number (ReqUnshare).
+func U32Payload(v uint32) []byte {
+	var e encoder
+	e.u32(v)
+	return e.b.Bytes()
+}
+
+// StrPayload encodes a request carrying one string (ReqChdir).
+func StrPayload(s string) []byte {
+	var e encoder
+	e.str(s)
+	return e.b.Bytes()
+}
+
+// Request frames a request: the header a Msg reader expects, then payload.
+func Request(typ uint32, payload []byte) []byte {
+	var e encoder
+	e.u32(typ)
+	e.u32(0)
+	e.u32(uint32(len(payload)))
+	e.b.Write(payload)
+	return e.b.Bytes()
+}

@@ -28,7 +28,7 @@ var v1Controllers = map[string]bool{
 
 // hostHierarchies lists the cgroup mounts under /sys/fs/cgroup.
 func hostHierarchies() ([]hierarchy, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
@@ -80,9 +80,14 @@ func hostHierarchies() ([]hierarchy, error) {
 	return hs, sc.Err()
 }
 
-// ownCgroups reads /proc/self/cgroup: hierarchy key -> path.
-func ownCgroups() (map[string]string, error) {
-	data, err := os.ReadFile("/proc/self/cgroup")
+// containerCgroups reads the container process's /proc/<pid>/cgroup:
+// hierarchy key -> path.
+func containerCgroups(pid int) (map[string]string, error) {
+	path := "/proc/thread-self/cgroup"
+	if pid > 0 {
+		path = fmt.Sprintf("/proc/%d/cgroup", pid)
+	}
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +115,7 @@ func (r *Root) mountCgroup(m *specs.Mount, o MountOpts) error {
 	if err != nil {
 		return fmt.Errorf("read cgroup hierarchies: %w", err)
 	}
-	own, err := ownCgroups()
+	own, err := containerCgroups(r.cfg.Pid)
 	if err != nil {
 		return fmt.Errorf("read own cgroups: %w", err)
 	}

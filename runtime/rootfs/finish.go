@@ -23,7 +23,7 @@ func (r *Root) Finish() error {
 		}
 	}
 	if r.cfg.NoPivot {
-		if err := moveRoot(r.cfg.Rootfs); err != nil {
+		if err := moveRoot(r.cfg); err != nil {
 			return err
 		}
 	} else if err := pivotRoot(r.cfg.Rootfs); err != nil {
@@ -160,15 +160,26 @@ func pivotRoot(rootfs string) error {
 
 // moveRoot is --no-pivot: move the rootfs over / and chroot into it, for
 // setups (initramfs) where pivot_root is not allowed.
-func moveRoot(rootfs string) error {
+func moveRoot(cfg *Config) error {
+	rootfs := cfg.Rootfs
 	if err := unix.Chdir(rootfs); err != nil {
 		return fmt.Errorf("chdir %s: %w", rootfs, err)
+	}
+	if cfg.BeforeMove != nil {
+		if err := cfg.BeforeMove(); err != nil {
+			return err
+		}
 	}
 	if err := unix.Mount(rootfs, "/", "", unix.MS_MOVE, ""); err != nil {
 		return fmt.Errorf("move rootfs to /: %w", err)
 	}
 	if err := unix.Chroot("."); err != nil {
 		return fmt.Errorf("chroot: %w", err)
+	}
+	if cfg.AfterMove != nil {
+		if err := cfg.AfterMove(); err != nil {
+			return err
+		}
 	}
 	return unix.Chdir("/")
 }

@@ -21,6 +21,7 @@ import (
 
 // Config is what Prepare and Finish need.
 type Config struct {
+	Pid         int    // the container process (0: the caller is inside)
 	Rootfs      string // absolute host path of root.path
 	Spec        *specs.Spec
 	NoPivot     bool
@@ -31,6 +32,15 @@ type Config struct {
 	// is mounted: the caller makes sure the process is in its cgroups (and
 	// its cgroup namespace) by then.
 	BeforeCgroupMount func() error
+	// MountProc mounts procfs on the O_PATH descriptor target. A proc
+	// instance shows the pid namespace of the process that mounts it, so
+	// when the caller is outside the container's pid namespace it must ask
+	// a process inside. Nil: mount it ourselves.
+	MountProc func(target int, flags uintptr, data string) error
+	// BeforeMove and AfterMove let the container process follow a
+	// --no-pivot switch of the root (chroot is per process): they run
+	// before the MS_MOVE and after our own chroot.
+	BeforeMove, AfterMove func() error
 }
 
 // Root is the container root while it is being built.
@@ -107,9 +117,9 @@ func makeParentPrivate(path string) error {
 }
 
 // mountPointOf finds the longest mount point containing path and its
-// optional (propagation) fields from /proc/self/mountinfo.
+// optional (propagation) fields from the calling thread's mountinfo.
 func mountPointOf(path string) (string, string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	data, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		return "", "", err
 	}
@@ -194,7 +204,11 @@ func (r *Root) mount(m *specs.Mount) error {
 			return err
 		}
 	}
-	err = unix.Mount(m.Source, ProcFd(target), m.Type, o.Flags, o.Data)
+	if m.Type == "proc" && r.cfg.MountProc != nil {
+		err = r.cfg.MountProc(target, o.Flags, o.Data)
+	} else {
+		err = unix.Mount(m.Source, ProcFd(target), m.Type, o.Flags, o.Data)
+	}
 	if err != nil && m.Type == "sysfs" && errors.Is(err, unix.EPERM) && r.cfg.InUserNS && !r.cfg.NewNetNS {
 		// A user namespace may not mount sysfs for a network namespace it
 		// does not own; fall back to the host's, as runc does.

@@ -29,23 +29,9 @@ func Load(prog []unix.SockFilter, flags []specs.LinuxSeccompFlag) (listenerFd in
 	if len(prog) > unix.BPF_MAXINSNS {
 		return -1, fmt.Errorf("seccomp: program has %d instructions, the kernel accepts at most %d", len(prog), unix.BPF_MAXINSNS)
 	}
-	var f uintptr
-	for _, name := range flags {
-		v, ok := filterFlags[name]
-		if !ok {
-			return -1, fmt.Errorf("seccomp: unknown flag %q", name)
-		}
-		f |= v
-	}
-	if usesNotify(prog) {
-		f |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
-	}
-	if f&unix.SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
-		if f&unix.SECCOMP_FILTER_FLAG_TSYNC != 0 {
-			f |= unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
-		}
-	} else {
-		f &^= unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+	f, err := KernelFlags(prog, flags)
+	if err != nil {
+		return -1, err
 	}
 
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
@@ -67,6 +53,31 @@ func Load(prog []unix.SockFilter, flags []specs.LinuxSeccompFlag) (listenerFd in
 
 // usesNotify reports whether prog can return SECCOMP_RET_USER_NOTIF, which
 // needs a listener: without one the kernel fails such syscalls with ENOSYS.
+// KernelFlags turns OCI filter flags into seccomp(2) flags for prog, adding
+// the listener flag when prog notifies and dropping what the kernel would
+// refuse in that combination.
+func KernelFlags(prog []unix.SockFilter, flags []specs.LinuxSeccompFlag) (uintptr, error) {
+	var f uintptr
+	for _, name := range flags {
+		v, ok := filterFlags[name]
+		if !ok {
+			return 0, fmt.Errorf("seccomp: unknown flag %q", name)
+		}
+		f |= v
+	}
+	if usesNotify(prog) {
+		f |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
+	}
+	if f&unix.SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
+		if f&unix.SECCOMP_FILTER_FLAG_TSYNC != 0 {
+			f |= unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+		}
+	} else {
+		f &^= unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+	}
+	return f, nil
+}
+
 func usesNotify(prog []unix.SockFilter) bool {
 	for _, in := range prog {
 		if in.Code == opRet && in.K&unix.SECCOMP_RET_ACTION_FULL == unix.SECCOMP_RET_USER_NOTIF {

@@ -1,0 +1,91 @@
+package container
+
+import (
+	"encoding/binary"
+	"encoding/json"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/caps"
+	"github.com/hullproject/hull/runtime/nsenter"
+	"github.com/hullproject/hull/runtime/seccomp"
+)
+
+// buildPlan turns a process (and the container's security settings) into
+// what the container process applies to itself before execve.
+func buildPlan(p *specs.Process, s *specs.Spec, exe string) (*nsenter.Plan, error) {
+	pl := &nsenter.Plan{
+		Flags: nsenter.PlanSetgroups,
+		UID:   p.User.UID, GID: p.User.GID, Groups: p.User.AdditionalGids,
+		Umask: 0xffffffff, Cwd: p.Cwd, Exe: exe, Args: p.Args, Env: p.Env,
+	}
+	if p.User.Umask != nil {
+		pl.Umask = *p.User.Umask
+	}
+	if p.Capabilities != nil {
+		set, _, err := caps.FromSpec(p.Capabilities)
+		if err != nil {
+			return nil, err
+		}
+		pl.Flags |= nsenter.PlanCaps
+		pl.Caps = [5]uint64{set.Bounding, set.Effective, set.Permitted, set.Inheritable, set.Ambient}
+	}
+	if p.NoNewPrivileges {
+		pl.Flags |= nsenter.PlanNNP
+	}
+	if s.Linux != nil && s.Linux.Personality != nil {
+		switch s.Linux.Personality.Domain {
+		case specs.PerLinux:
+			pl.Personality = 0x0000
+		case specs.PerLinux32:
+			pl.Personality = 0x0008
+		default:
+			return nil, &ExecError{Msg: "unknown personality domain " + string(s.Linux.Personality.Domain)}
+		}
+		pl.Flags |= nsenter.PlanPersonality
+	}
+	if s.Linux != nil && s.Linux.Seccomp != nil {
+		prog, err := seccomp.Compile(s.Linux.Seccomp)
+		if err != nil {
+			return nil, err
+		}
+		flags, err := seccomp.KernelFlags(prog, s.Linux.Seccomp.Flags)
+		if err != nil {
+			return nil, err
+		}
+		// Handing a notify listener to listenerPath is not supported:
+		// without the listener, notify rules answer ENOSYS.
+		flags &^= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+		pl.Flags |= nsenter.PlanSeccomp
+		pl.SeccompFlag = uint32(flags)
+		pl.Seccomp = make([]byte, 0, 8*len(prog))
+		for _, in := range prog {
+			pl.Seccomp = binary.NativeEndian.AppendUint16(pl.Seccomp, in.Code)
+			pl.Seccomp = append(pl.Seccomp, in.Jt, in.Jf)
+			pl.Seccomp = binary.NativeEndian.AppendUint32(pl.Seccomp, in.K)
+		}
+	}
+	return pl, nil
+}
+
+// startHooks adds the startContainer hooks and the state they receive.
+func (c *Container) startHooks(pl *nsenter.Plan) error {
+	h := c.State.Spec.Hooks
+	if h == nil || len(h.StartContainer) == 0 {
+		return nil
+	}
+	data, err := json.Marshal(c.hookState(Created))
+	if err != nil {
+		return err
+	}
+	pl.State = string(data)
+	for _, hk := range h.StartContainer {
+		nh := nsenter.Hook{Path: hk.Path, Args: hk.Args, Env: hk.Env}
+		if hk.Timeout != nil && *hk.Timeout > 0 {
+			nh.Timeout = uint32(*hk.Timeout)
+		}
+		pl.Hooks = append(pl.Hooks, nh)
+	}
+	return nil
+}
