@@ -162,7 +162,7 @@ func execProcess(id string, cmdArgs []string, ef *execFlags, ttyChanged bool) er
 	}
 	sigs := make(chan os.Signal, 64)
 	if !ef.detach {
-		signal.Notify(sigs)
+		signal.Notify(sigs, forwardedSignals...)
 		defer signal.Stop(sigs)
 	}
 	pid, err := c.Exec(o)

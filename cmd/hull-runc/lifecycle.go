@@ -96,24 +96,35 @@ func runContainer(id string, cf createFlags, detach bool) error {
 	o := cf.opts()
 	var tty *ttyProxy
 	if !detach && o.ConsoleSocket == "" {
+		// Used only if the spec asks for a terminal.
 		var err error
-		if tty, err = newTTYProxyIfNeeded(cf.bundle); err != nil {
+		if tty, err = newTTYProxy(); err != nil {
 			return err
 		}
-		if tty != nil {
-			o.ConsoleConn = tty.remote
-			defer tty.close()
-		}
+		o.ConsoleConn = tty.remote
+		defer tty.close()
 	}
-	// Forward signals from the moment the container exists.
+	// Forward signals from the moment the container exists. Registering
+	// takes a while in Go, so it overlaps with creating the container.
 	sigs := make(chan os.Signal, 64)
 	if !detach {
-		signal.Notify(sigs)
-		defer signal.Stop(sigs)
+		registered := make(chan struct{})
+		go func() {
+			signal.Notify(sigs, forwardedSignals...)
+			close(registered)
+		}()
+		defer func() {
+			<-registered
+			signal.Stop(sigs)
+		}()
 	}
 	c, err := container.Create(global.root, id, o)
 	if err != nil {
 		return err
+	}
+	if tty != nil && !c.Spec().Process.Terminal {
+		tty.close()
+		tty = nil
 	}
 	if err := c.Start(); err != nil {
 		_ = c.Delete(true)

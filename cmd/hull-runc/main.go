@@ -44,7 +44,9 @@ func init() {
 }
 
 func main() {
+	container.Tracef("main")
 	cmd := newRootCmd()
+	container.Tracef("cobra built")
 	err := cmd.Execute()
 	if err == nil {
 		return

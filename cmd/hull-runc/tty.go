@@ -5,13 +5,19 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/hullproject/hull/runtime/spec"
 )
+
+// forwardedSignals are passed on to the container by a foreground run or
+// exec. Asking Go for every signal instead costs milliseconds at start-up,
+// and SIGCHLD, SIGURG and SIGPIPE are ours anyway.
+var forwardedSignals = []os.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
+	unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGWINCH,
+	unix.SIGPWR, unix.SIGSYS, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGPROF,
+}
 
 // ttyProxy is the console of a foreground `run` or `exec` with a terminal:
 // it receives the container's pty master over a socketpair and copies
@@ -21,14 +27,7 @@ type ttyProxy struct {
 	master        *os.File
 	saved         *unix.Termios
 	wg            sync.WaitGroup
-}
-
-func newTTYProxyIfNeeded(bundle string) (*ttyProxy, error) {
-	s, err := spec.Load(filepath.Clean(bundle))
-	if err != nil || s.Process == nil || !s.Process.Terminal {
-		return nil, nil // Create reports config errors itself
-	}
-	return newTTYProxy()
+	closed        bool
 }
 
 func newTTYProxy() (*ttyProxy, error) {
@@ -95,6 +94,10 @@ func (t *ttyProxy) drain() {
 }
 
 func (t *ttyProxy) close() {
+	if t.closed {
+		return
+	}
+	t.closed = true
 	if t.saved != nil {
 		_ = unix.IoctlSetTermios(0, unix.TCSETS, t.saved)
 	}

@@ -40,10 +40,12 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	if err != nil {
 		return nil, err
 	}
+	tracef("create: begin")
 	s, err := spec.Load(bundle)
 	if err != nil {
 		return nil, err
 	}
+	tracef("create: spec loaded")
 	if s.Process == nil {
 		return nil, errors.New("config.json has no process to run")
 	}
@@ -75,12 +77,14 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		Annotations: s.Annotations, CgroupsPath: cgroupsPath(s, id),
 		Owner: strconv.Itoa(os.Geteuid()),
 	}}
+	tracef("create: dir made")
 	unlock, err := c.lock()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	defer unlock()
+	tracef("create: locked")
 
 	var cg cgroups.Manager
 	var sp *spawned
@@ -124,7 +128,25 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	for i := 0; i < o.PreserveFDs; i++ {
 		preserved = append(preserved, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
 	}
+	// Moving a process between v1 cgroups waits for an RCU grace period
+	// (milliseconds), so the move starts as soon as the first process
+	// exists and runs while the root filesystem is built; the build waits
+	// for it before it creates the cgroup namespace or mounts cgroupfs,
+	// and nothing of the container runs before the plan.
+	firstApplied := make(chan error, 1)
+	firstPid := 0
 	sp, err = spawn(spawnOpts{
+		started: func(pid int) {
+			firstPid = pid
+			go func() {
+				tracef("create: cgroup apply")
+				if err := cg.Apply(pid); err != nil {
+					firstApplied <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
+					return
+				}
+				firstApplied <- nil
+			}()
+		},
 		dir:     bundle,
 		stdio:   o.Stdio,
 		extra:   preserved,
@@ -137,16 +159,23 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	}
 	c.State.Pid = sp.pid
 	c.State.PidStart, _, _ = processStart(sp.pid)
-	// Moving a process between v1 cgroups waits for an RCU grace period
-	// (milliseconds), so it runs while the root filesystem is built; the
-	// build waits for it before it creates the cgroup namespace or mounts
-	// cgroupfs, and nothing of the container runs before the plan.
 	cgc := make(chan error, 1)
 	go func() {
-		if err := cg.Apply(sp.pid); err != nil {
-			cgc <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
+		firstErr := <-firstApplied
+		if sp.pid == firstPid && firstErr != nil {
+			cgc <- firstErr
 			return
 		}
+		// The first process only forks the container process and exits,
+		// possibly before it was moved everywhere (ESRCH, ignored): place
+		// the container process too, cheap right after the first move.
+		if sp.pid != firstPid {
+			if err := cg.Apply(sp.pid); err != nil {
+				cgc <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
+				return
+			}
+		}
+		tracef("create: cgroup applied")
 		if err := cg.Set(effectiveResources(s)); err != nil {
 			cgc <- fmt.Errorf("set cgroup resources: %w", err)
 			return

@@ -45,6 +45,7 @@ type spawnOpts struct {
 	uidMaps []specs.LinuxIDMapping
 	gidMaps []specs.LinuxIDMapping
 	setupCg func(pid int) error
+	started func(pid int) // called right after the first process starts
 }
 
 type spawned struct {
@@ -128,6 +129,9 @@ func spawn(o spawnOpts) (s *spawned, err error) {
 	}()
 	tracef("spawn: started")
 	child.Close()
+	if o.started != nil {
+		o.started(cmd.Process.Pid)
+	}
 	// Place the first process in the cgroup before it creates a cgroup
 	// namespace, so the namespace is rooted at the container's cgroup.
 	if o.setupCg != nil {

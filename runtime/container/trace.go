@@ -13,6 +13,9 @@ var (
 	traceStart = time.Now()
 )
 
+// Tracef is tracef for the command line.
+func Tracef(format string, args ...any) { tracef(format, args...) }
+
 func tracef(format string, args ...any) {
 	if traceOn {
 		fmt.Fprintf(os.Stderr, "[%7.3fms pid %d] %s\n", float64(time.Since(traceStart).Microseconds())/1000, os.Getpid(), fmt.Sprintf(format, args...))
