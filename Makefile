@@ -9,6 +9,7 @@ all: build
 
 deps:
 	@scripts/deps.sh
+	@scripts/cgroup-setup.sh
 
 build: deps
 	@mkdir -p bin

@@ -114,6 +114,35 @@ func FromSpec(c *specs.LinuxCapabilities) (s Set, ignored []string, err error) {
 	return
 }
 
+// Bounding returns the calling thread's bounding set.
+func Bounding() uint64 {
+	var m uint64
+	for n := 0; n <= Last() && n < 64; n++ {
+		if r, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0); err == nil && r == 1 {
+			m |= 1 << uint(n)
+		}
+	}
+	return m
+}
+
+// Limit removes from every set the capabilities outside mask (what the
+// runtime itself may grant) and returns the names it removed.
+func (s *Set) Limit(mask uint64) []string {
+	all := s.Bounding | s.Effective | s.Inheritable | s.Permitted | s.Ambient
+	var dropped []string
+	for n := 0; n < 64; n++ {
+		if all&^mask&(1<<uint(n)) != 0 && n < len(names) {
+			dropped = append(dropped, names[n])
+		}
+	}
+	s.Bounding &= mask
+	s.Effective &= mask
+	s.Inheritable &= mask
+	s.Permitted &= mask
+	s.Ambient &= mask
+	return dropped
+}
+
 // DropBounding removes every capability not in s.Bounding from the calling
 // thread's bounding set. It needs CAP_SETPCAP, so it runs before Apply.
 func (s Set) DropBounding() error {

@@ -43,7 +43,10 @@ func (c *Container) build(sp *spawned, cgWait func() error, console *os.File, no
 			join = append(join, nsInfo[ns.Type].proc)
 		}
 	}
-	join = append(join, "mnt") // last: it changes root and cwd
+	hasMntNS, mntPath := spec.HasNamespace(s, specs.MountNamespace)
+	if hasMntNS {
+		join = append(join, "mnt") // last: it changes root and cwd
+	}
 	_, userNS := spec.HasNamespace(s, specs.UserNamespace)
 	inUserNS := newNS[specs.UserNamespace] || userNS != ""
 
@@ -53,6 +56,33 @@ func (c *Container) build(sp *spawned, cgWait func() error, console *os.File, no
 			// had made them itself.
 			unix.Setfsuid(int(hostID(s.Linux.UIDMappings, 0)))
 			unix.Setfsgid(int(hostID(s.Linux.GIDMappings, 0)))
+		}
+		if mntPath != "" {
+			// A joined mount namespace already has its root set up.
+			if err := cgWait(); err != nil {
+				return err
+			}
+			return c.finishProcess(&b)
+		}
+		if !hasMntNS {
+			// Without a mount namespace of its own the container shares
+			// the host's mounts: mounting anything would change those.
+			// The process is only chrooted into its root filesystem.
+			if err := cgWait(); err != nil {
+				return err
+			}
+			if err := sp.request(nsenter.ReqChdir, nsenter.StrPayload(c.State.Rootfs)); err != nil {
+				return err
+			}
+			if err := sp.request(nsenter.ReqChroot, nil); err != nil {
+				return err
+			}
+			// This thread's fs context is its own: chroot it too, to
+			// resolve the program inside the container's root.
+			if err := unix.Chroot(c.State.Rootfs); err != nil {
+				return fmt.Errorf("chroot %s: %w", c.State.Rootfs, err)
+			}
+			return c.finishProcess(&b)
 		}
 		inCgroup := false
 		ensureCgroup := func() error {
@@ -95,7 +125,7 @@ func (c *Container) build(sp *spawned, cgWait func() error, console *os.File, no
 			return err
 		}
 		tracef("create: rootfs prepared")
-		if s.Process.Terminal {
+		if s.Process != nil && s.Process.Terminal {
 			if b.console, err = setupConsole(root.Fd(), true, console); err != nil {
 				return err
 			}
@@ -113,20 +143,31 @@ func (c *Container) build(sp *spawned, cgWait func() error, console *os.File, no
 		if err := root.Finish(); err != nil {
 			return err
 		}
-		if err := setHostname(s); err != nil {
-			return err
-		}
-		if err := applySysctls(s); err != nil {
-			return err
-		}
-		// Fail create, not start, when the program does not exist.
-		b.exe, err = lookPath(s.Process)
-		return err
+		return c.finishProcess(&b)
 	})
 	if err != nil && b.console >= 0 {
 		unix.Close(b.console)
 	}
 	return b, err
+}
+
+// finishProcess sets the names and sysctls of the container's namespaces
+// and resolves its program, from the build thread.
+func (c *Container) finishProcess(b *built) error {
+	s := c.State.Spec
+	if err := setHostname(s); err != nil {
+		return err
+	}
+	if err := applySysctls(s); err != nil {
+		return err
+	}
+	if s.Process == nil {
+		return nil
+	}
+	// Fail create, not start, when the program does not exist.
+	var err error
+	b.exe, err = lookPath(s.Process)
+	return err
 }
 
 // runtimeHooks runs prestart and createRuntime hooks in the runtime's

@@ -46,9 +46,6 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 	tracef("create: spec loaded")
-	if s.Process == nil {
-		return nil, errors.New("config.json has no process to run")
-	}
 	rootPath := s.Root.Path
 	if !filepath.IsAbs(rootPath) {
 		rootPath = filepath.Join(bundle, rootPath)
@@ -56,11 +53,8 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	if fi, err := os.Stat(rootPath); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("rootfs %s is missing or not a directory", rootPath)
 	}
-	if s.Process.Terminal && o.ConsoleSocket == "" && o.ConsoleConn == nil {
+	if s.Process != nil && s.Process.Terminal && o.ConsoleSocket == "" && o.ConsoleConn == nil {
 		return nil, errors.New("process.terminal is set but no --console-socket was given")
-	}
-	if present, _ := spec.HasNamespace(s, specs.MountNamespace); !present {
-		return nil, errors.New("a mount namespace is required to set up the root filesystem")
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create state root %s: %w", root, err)
@@ -102,8 +96,16 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		os.RemoveAll(dir)
 	}()
 
-	if err := unix.Mkfifo(filepath.Join(dir, fifoName), 0o600); err != nil {
+	fifo := filepath.Join(dir, fifoName)
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		return c, fmt.Errorf("create exec fifo: %w", err)
+	}
+	if ok, path := spec.HasNamespace(s, specs.UserNamespace); ok && path == "" {
+		// The container process opens it as the container's root, which
+		// is an unprivileged user on the host.
+		if err := os.Chown(fifo, int(hostID(s.Linux.UIDMappings, 0)), int(hostID(s.Linux.GIDMappings, 0))); err != nil {
+			return c, fmt.Errorf("chown exec fifo: %w", err)
+		}
 	}
 	tracef("create: state dir ready")
 	cg, err = cgroups.New(c.State.CgroupsPath)
@@ -196,12 +198,18 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	if b.console >= 0 {
 		defer unix.Close(b.console)
 	}
-	if err := setProcessLimits(sp.pid, s.Process); err != nil {
-		return c, err
-	}
-	pl, err := buildPlan(s.Process, s, b.exe)
-	if err != nil {
-		return c, err
+	var pl *nsenter.Plan
+	if s.Process != nil {
+		if err := setProcessLimits(sp.pid, s.Process); err != nil {
+			return c, err
+		}
+		if pl, err = buildPlan(s.Process, s, b.exe); err != nil {
+			return c, err
+		}
+	} else {
+		// A container without a process can be created; starting it
+		// fails (OCI runtime spec).
+		pl = &nsenter.Plan{Flags: nsenter.PlanNoProcess}
 	}
 	pl.Flags |= nsenter.PlanWaitFifo
 	if !o.NoNewKeyring {
@@ -290,11 +298,14 @@ func effectiveResources(s *specs.Spec) *specs.LinuxResources {
 		r.Devices = append(r.Devices, rule)
 	}
 	for _, d := range rootfs.Devices(s) {
-		t := d.Type
-		if t == "u" {
-			t = "c"
+		switch d.Type {
+		case "c", "u":
+			allow("c", d.Major, d.Minor)
+		case "b":
+			allow("b", d.Major, d.Minor)
 		}
-		allow(t, d.Major, d.Minor)
+		// FIFOs ("p") are not devices: the device controller has no rule
+		// for them.
 	}
 	allow("c", 5, 1)    // /dev/console
 	allow("c", 5, 2)    // /dev/ptmx

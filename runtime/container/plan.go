@@ -28,6 +28,11 @@ func buildPlan(p *specs.Process, s *specs.Spec, exe string) (*nsenter.Plan, erro
 		if err != nil {
 			return nil, err
 		}
+		// A capability outside the runtime's own bounding set cannot be
+		// granted (capset fails); leave it out, as crun does, and say so.
+		if dropped := set.Limit(caps.Bounding()); len(dropped) > 0 {
+			Warn("capabilities %v are not available to the runtime and were not granted", dropped)
+		}
 		pl.Flags |= nsenter.PlanCaps
 		pl.Caps = [5]uint64{set.Bounding, set.Effective, set.Permitted, set.Inheritable, set.Ambient}
 	}

@@ -127,6 +127,7 @@ const (
 	PlanConsole     = C.HULL_PLAN_CONSOLE
 	PlanKeyring     = C.HULL_PLAN_KEYRING
 	PlanSetgroups   = C.HULL_PLAN_SETGROUPS
+	PlanNoProcess   = C.HULL_PLAN_NO_PROCESS
 )
 
 // Hook is a startContainer hook for the plan.

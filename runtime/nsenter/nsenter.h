@@ -46,6 +46,7 @@ enum {
 #define HULL_PLAN_CONSOLE 0x20    // an fd (pty slave) comes with the plan
 #define HULL_PLAN_KEYRING 0x40    // join a new session keyring
 #define HULL_PLAN_SETGROUPS 0x80  // call setgroups (not allowed in some user namespaces)
+#define HULL_PLAN_NO_PROCESS 0x100 // config.json has no process: start must fail
 
 struct hull_msg {
 	uint32_t type;

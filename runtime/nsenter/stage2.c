@@ -335,10 +335,18 @@ static void run_plan(struct buf *b, int fds[2])
 		run_hooks(b, state);
 	}
 
+	if (flags & HULL_PLAN_NO_PROCESS)
+		fail(EINVAL, "config.json has no process%s: %s", ": nothing to start");
 	// Nothing but stdio and the preserved descriptors may reach the
 	// container (CVE-2024-21626).
 	if (syscall(SYS_close_range, 3 + preserve, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		fail(errno, "close descriptors%s: %s", "");
+	// The working directory must be inside the container's root: a leaked
+	// host directory would read back as "(unreachable)/...". Checked now,
+	// before a seccomp filter might forbid getcwd.
+	char wd[4096];
+	if (chdir(cwd) == 0 && (!getcwd(wd, sizeof(wd)) || wd[0] != '/'))
+		fail(EPERM, "working directory %s is outside the container: %s", cwd);
 	struct sock_fprog prog = { .len = (unsigned short)ninsns, .filter = insns };
 	// Without no_new_privs a filter needs CAP_SYS_ADMIN: load it while we
 	// still have it. With it, load it last so it need not allow our setup.
@@ -361,13 +369,9 @@ static void run_plan(struct buf *b, int fds[2])
 	if (syscall(SYS_setresuid, uid, uid, uid) < 0)
 		fail(errno, "setuid%s: %s", "");
 	umask(umask_v == 0xffffffffu ? 022 : (mode_t)umask_v);
+	// Again as the container's user, whose permissions decide.
 	if (chdir(cwd) < 0)
 		fail(errno, "chdir to cwd %s set in config.json: %s", cwd);
-	// The working directory must be inside the container's root: a leaked
-	// host directory would read back as "(unreachable)/...".
-	char wd[4096];
-	if (!getcwd(wd, sizeof(wd)) || wd[0] != '/')
-		fail(EPERM, "working directory %s is outside the container: %s", cwd);
 	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
 		fail(errno, "clear keep capabilities%s: %s", "");
 	if (flags & HULL_PLAN_CAPS) {

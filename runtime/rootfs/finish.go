@@ -44,10 +44,8 @@ func (r *Root) Finish() error {
 	}
 	if p := s.Linux.RootfsPropagation; p != "" {
 		f, _ := ParsePropagation(p)
-		if f&(unix.MS_SHARED|unix.MS_UNBINDABLE) != 0 {
-			if err := unix.Mount("", "/", "", f, ""); err != nil {
-				return fmt.Errorf("set propagation of new root: %w", err)
-			}
+		if err := unix.Mount("", "/", "", f, ""); err != nil {
+			return fmt.Errorf("set propagation %s of the new root: %w", p, err)
 		}
 	}
 	return nil

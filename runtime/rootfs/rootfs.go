@@ -54,15 +54,15 @@ type Root struct {
 // every mount, device node and /dev symlink. The caller then runs the
 // createContainer hooks and calls Finish.
 func Prepare(cfg *Config) (*Root, error) {
-	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	// Nothing mounted here may reach the host: everything starts as a
+	// slave; the requested rootfsPropagation is applied to the new root
+	// after pivot_root (see Finish).
 	if p := cfg.Spec.Linux.RootfsPropagation; p != "" {
-		f, ok := ParsePropagation(p)
-		if !ok {
+		if _, ok := ParsePropagation(p); !ok {
 			return nil, fmt.Errorf("unknown rootfsPropagation %q", p)
 		}
-		prop = f
 	}
-	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return nil, fmt.Errorf("set propagation of /: %w", err)
 	}
 	// pivot_root refuses a new root whose parent mount is shared.
