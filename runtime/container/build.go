@@ -43,7 +43,9 @@ func (c *Container) build(sp *spawned, cgWait func() error, console *os.File, no
 			join = append(join, nsInfo[ns.Type].proc)
 		}
 	}
-	hasMntNS, mntPath := spec.HasNamespace(s, specs.MountNamespace)
+	// A joined mount namespace gets the rootfs set up in it too, as runc
+	// does; only without any mount namespace are mounts left alone.
+	hasMntNS, _ := spec.HasNamespace(s, specs.MountNamespace)
 	if hasMntNS {
 		join = append(join, "mnt") // last: it changes root and cwd
 	}
@@ -56,13 +58,6 @@ func (c *Container) build(sp *spawned, cgWait func() error, console *os.File, no
 			// had made them itself.
 			unix.Setfsuid(int(hostID(s.Linux.UIDMappings, 0)))
 			unix.Setfsgid(int(hostID(s.Linux.GIDMappings, 0)))
-		}
-		if mntPath != "" {
-			// A joined mount namespace already has its root set up.
-			if err := cgWait(); err != nil {
-				return err
-			}
-			return c.finishProcess(&b)
 		}
 		if !hasMntNS {
 			// Without a mount namespace of its own the container shares

@@ -88,10 +88,12 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		}
 		if sp != nil {
 			sp.kill()
-		}
-		if cg != nil {
-			_ = killCgroup(cg)
-			_ = cg.Destroy()
+			// Remove the cgroup only once our process was placed in
+			// it, and never by killing others: the path may be shared
+			// with another container (Destroy then fails with EBUSY).
+			if cg != nil {
+				_ = cg.Destroy()
+			}
 		}
 		os.RemoveAll(dir)
 	}()
@@ -333,18 +335,6 @@ func writePidFile(path string, pid int) error {
 		return err
 	}
 	return writeFileAtomic(abs, []byte(strconv.Itoa(pid)), 0o644)
-}
-
-// killCgroup sends SIGKILL to every process in the cgroup.
-func killCgroup(m cgroups.Manager) error {
-	pids, err := m.Pids()
-	if err != nil {
-		return err
-	}
-	for _, p := range pids {
-		_ = unix.Kill(p, unix.SIGKILL)
-	}
-	return nil
 }
 
 // setProcessLimits applies the process's rlimits and oom_score_adj from the
