@@ -41,6 +41,36 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 	tracef("create: begin")
+	// Start the container's first process right away: its exec and its
+	// loader overlap with parsing config.json and preparing the cgroups.
+	preserved := make([]*os.File, 0, o.PreserveFDs)
+	for i := 0; i < o.PreserveFDs; i++ {
+		preserved = append(preserved, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
+	}
+	sp, err := startChild(spawnOpts{dir: bundle, stdio: o.Stdio, extra: preserved})
+	if err != nil {
+		return nil, err
+	}
+	// cgWork tracks goroutines that touch the cgroup; cleanup waits for
+	// them before it removes anything.
+	var cgWork sync.WaitGroup
+	var cg cgroups.Manager
+	cgCreated := false
+	var dir string
+	defer func() {
+		if err == nil {
+			return
+		}
+		sp.kill()
+		cgWork.Wait()
+		if cgCreated {
+			_ = cg.Destroy()
+		}
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+	}()
+
 	s, err := spec.Load(bundle)
 	if err != nil {
 		return nil, err
@@ -56,47 +86,33 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	if s.Process != nil && s.Process.Terminal && o.ConsoleSocket == "" && o.ConsoleConn == nil {
 		return nil, errors.New("process.terminal is set but no --console-socket was given")
 	}
+	nsCfg, _, err := namespaceConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	// The cgroup namespace must be rooted at the container's cgroup, which
+	// the process only joins later (see build): it is created then.
+	nsCfg.CloneFlags &^= unix.CLONE_NEWCGROUP
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create state root %s: %w", root, err)
 	}
-	dir := filepath.Join(root, id)
-	if err := os.Mkdir(dir, 0o711); err != nil {
+	if err := os.Mkdir(filepath.Join(root, id), 0o711); err != nil {
 		if os.IsExist(err) {
 			return nil, fmt.Errorf("container %s already exists", id)
 		}
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
+	dir = filepath.Join(root, id)
 	c = &Container{root: root, dir: dir, State: State{
 		ID: id, Bundle: bundle, Rootfs: rootPath, Spec: s,
 		Annotations: s.Annotations, CgroupsPath: cgroupsPath(s, id),
 		Owner: strconv.Itoa(os.Geteuid()),
 	}}
-	tracef("create: dir made")
 	unlock, err := c.lock()
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	defer unlock()
-	tracef("create: locked")
-
-	var cg cgroups.Manager
-	var sp *spawned
-	defer func() {
-		if err == nil {
-			return
-		}
-		if sp != nil {
-			sp.kill()
-			// Remove the cgroup only once our process was placed in
-			// it, and never by killing others: the path may be shared
-			// with another container (Destroy then fails with EBUSY).
-			if cg != nil {
-				_ = cg.Destroy()
-			}
-		}
-		os.RemoveAll(dir)
-	}()
 
 	fifo := filepath.Join(dir, fifoName)
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
@@ -110,10 +126,32 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		}
 	}
 	tracef("create: state dir ready")
-	cg, err = cgroups.New(c.State.CgroupsPath)
-	if err != nil {
+	if cg, err = cgroups.New(c.State.CgroupsPath); err != nil {
 		return c, err
 	}
+	cgCreated = !cg.Exists()
+	// The cgroup is made and limited before anything is in it, off the
+	// critical path. Moving a process into v1 cgroups then waits for an
+	// RCU grace period (milliseconds), so that move starts as soon as the
+	// first process exists and runs while the root filesystem is built;
+	// the build waits for it before it creates the cgroup namespace or
+	// mounts cgroupfs, and nothing of the container runs before the plan.
+	resources := effectiveResources(s)
+	cgWork.Add(1)
+	prepared := make(chan error, 1)
+	go func() {
+		defer cgWork.Done()
+		if err := cg.Apply(0); err != nil {
+			prepared <- fmt.Errorf("create cgroup %s: %w", c.State.CgroupsPath, err)
+			return
+		}
+		if err := cg.Set(resources); err != nil {
+			prepared <- fmt.Errorf("set cgroup resources: %w", err)
+			return
+		}
+		tracef("create: cgroup set")
+		prepared <- nil
+	}()
 	console := o.ConsoleConn
 	if o.ConsoleSocket != "" {
 		if console, err = dialConsole(o.ConsoleSocket); err != nil {
@@ -121,78 +159,47 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		}
 		defer console.Close()
 	}
-	nsCfg, _, err := namespaceConfig(s)
-	if err != nil {
-		return c, err
-	}
-	// The cgroup namespace must be rooted at the container's cgroup, which
-	// the process only joins later (see build): it is created then.
-	nsCfg.CloneFlags &^= unix.CLONE_NEWCGROUP
-	preserved := make([]*os.File, 0, o.PreserveFDs)
-	for i := 0; i < o.PreserveFDs; i++ {
-		preserved = append(preserved, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
-	}
-	// Moving a process between v1 cgroups waits for an RCU grace period
-	// (milliseconds), so the move starts as soon as the first process
-	// exists and runs while the root filesystem is built; the build waits
-	// for it before it creates the cgroup namespace or mounts cgroupfs,
-	// and nothing of the container runs before the plan.
+	firstPid := sp.first()
 	firstApplied := make(chan error, 1)
-	firstPid := 0
-	sp, err = spawn(spawnOpts{
-		started: func(pid int) {
-			firstPid = pid
-			go func() {
-				tracef("create: cgroup apply")
-				if err := cg.Apply(pid); err != nil {
-					firstApplied <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
-					return
-				}
-				firstApplied <- nil
-			}()
-		},
-		dir:     bundle,
-		stdio:   o.Stdio,
-		extra:   preserved,
-		ns:      nsCfg,
-		uidMaps: s.Linux.UIDMappings,
-		gidMaps: s.Linux.GIDMappings,
-	})
-	if err != nil {
+	cgWork.Add(1)
+	go func() {
+		defer cgWork.Done()
+		if err := <-prepared; err != nil {
+			firstApplied <- err
+			return
+		}
+		tracef("create: cgroup apply")
+		if err := cg.Apply(firstPid); err != nil {
+			firstApplied <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
+			return
+		}
+		firstApplied <- nil
+	}()
+	if err := sp.enter(nsCfg, s.Linux.UIDMappings, s.Linux.GIDMappings); err != nil {
 		return c, err
 	}
 	c.State.Pid = sp.pid
 	c.State.PidStart, _, _ = processStart(sp.pid)
 	cgc := make(chan error, 1)
+	cgWork.Add(1)
 	go func() {
+		defer cgWork.Done()
 		firstErr := <-firstApplied
-		if sp.pid == firstPid && firstErr != nil {
+		if sp.pid == firstPid || firstErr != nil && !errors.Is(firstErr, unix.ESRCH) {
 			cgc <- firstErr
 			return
 		}
 		// The first process only forks the container process and exits,
-		// possibly before it was moved everywhere (ESRCH, ignored): place
-		// the container process too, cheap right after the first move.
-		if sp.pid != firstPid {
-			if err := cg.Apply(sp.pid); err != nil {
-				cgc <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
-				return
-			}
-		}
-		tracef("create: cgroup applied")
-		if err := cg.Set(effectiveResources(s)); err != nil {
-			cgc <- fmt.Errorf("set cgroup resources: %w", err)
+		// possibly before it was moved everywhere (ESRCH): place the
+		// container process too, cheap right after the first move.
+		if err := cg.Apply(sp.pid); err != nil {
+			cgc <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
 			return
 		}
-		tracef("create: cgroup set")
+		tracef("create: cgroup applied")
 		cgc <- nil
 	}()
 	cgWait := sync.OnceValue(func() error { return <-cgc })
-	defer func() {
-		if err != nil {
-			cgWait() // let a pending Apply finish before cleanup removes the cgroup
-		}
-	}()
 	b, err := c.build(sp, cgWait, console, o.NoPivot)
 	if err != nil {
 		return c, err

@@ -45,7 +45,6 @@ type spawnOpts struct {
 	uidMaps []specs.LinuxIDMapping
 	gidMaps []specs.LinuxIDMapping
 	setupCg func(pid int) error
-	started func(pid int) // called right after the first process starts
 }
 
 type spawned struct {
@@ -73,11 +72,35 @@ func (s *spawned) kill() {
 // spawn starts our binary as a container process and takes it through the
 // nsenter constructor; it returns once the Go side of the child is waiting
 // for its configuration.
-func spawn(o spawnOpts) (s *spawned, err error) {
+func spawn(o spawnOpts) (*spawned, error) {
+	s, err := startChild(o)
+	if err != nil {
+		return nil, err
+	}
+	// Place the first process in the cgroup before it creates a cgroup
+	// namespace, so the namespace is rooted at the container's cgroup.
+	if o.setupCg != nil {
+		if err := o.setupCg(s.first()); err != nil {
+			s.kill()
+			return nil, err
+		}
+	}
+	if err := s.enter(o.ns, o.uidMaps, o.gidMaps); err != nil {
+		s.kill()
+		return nil, err
+	}
+	return s, nil
+}
+
+// first is the pid of the process startChild started.
+func (s *spawned) first() int { return s.cmd.Process.Pid }
+
+// startChild starts our binary with the sync socket; its nsenter
+// constructor then waits for the namespace configuration (enter).
+func startChild(o spawnOpts) (*spawned, error) {
 	tracef("spawn: begin")
 	// os/exec moves descriptors up to about twice the number it passes.
 	exe, err := sealedSelf(2*(3+len(o.extra)+2) + 1)
-	tracef("spawn: sealed exe")
 	if err != nil {
 		return nil, err
 	}
@@ -116,64 +139,52 @@ func spawn(o spawnOpts) (s *spawned, err error) {
 		Stderr:     asWriter(o.stdio.Err),
 		ExtraFiles: extra,
 	}
-	s = &spawned{cmd: cmd, conn: parent}
-	tracef("spawn: starting")
 	if err := cmd.Start(); err != nil {
 		parent.Close()
 		return nil, fmt.Errorf("start init process: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			s.kill()
-		}
-	}()
 	tracef("spawn: started")
-	child.Close()
-	if o.started != nil {
-		o.started(cmd.Process.Pid)
-	}
-	// Place the first process in the cgroup before it creates a cgroup
-	// namespace, so the namespace is rooted at the container's cgroup.
-	if o.setupCg != nil {
-		if err := o.setupCg(cmd.Process.Pid); err != nil {
-			return s, err
-		}
-	}
-	data, err := o.ns.Encode()
+	return &spawned{cmd: cmd, conn: parent}, nil
+}
+
+// enter sends the namespace configuration and serves the constructor until
+// it reports the container process's pid.
+func (s *spawned) enter(ns nsenter.Config, uidMaps, gidMaps []specs.LinuxIDMapping) error {
+	data, err := ns.Encode()
 	if err != nil {
-		return s, err
+		return err
 	}
-	if _, err := parent.Write(data); err != nil {
-		return s, fmt.Errorf("send namespace config: %w", err)
+	if _, err := s.conn.Write(data); err != nil {
+		return fmt.Errorf("send namespace config: %w", err)
 	}
 	for s.pid == 0 {
-		m, err := nsenter.ReadMsg(parent)
+		m, err := nsenter.ReadMsg(s.conn)
 		if err != nil {
-			return s, fmt.Errorf("namespace setup failed: %w", childExitError(cmd, err))
+			return fmt.Errorf("namespace setup failed: %w", childExitError(s.cmd, err))
 		}
 		switch m.Type {
 		case nsenter.MsgUserMap:
-			if err := writeIDMaps(int(m.Value), o.uidMaps, o.gidMaps); err != nil {
-				return s, err
+			if err := writeIDMaps(int(m.Value), uidMaps, gidMaps); err != nil {
+				return err
 			}
-			if _, err := parent.Write([]byte{'A'}); err != nil {
-				return s, fmt.Errorf("acknowledge id maps: %w", err)
+			if _, err := s.conn.Write([]byte{'A'}); err != nil {
+				return fmt.Errorf("acknowledge id maps: %w", err)
 			}
 		case nsenter.MsgPID:
 			s.pid = int(m.Value)
 		case nsenter.MsgError:
-			return s, fmt.Errorf("namespace setup: %s", m.Text)
+			return fmt.Errorf("namespace setup: %s", m.Text)
 		default:
-			return s, fmt.Errorf("unexpected message %d from nsenter", m.Type)
+			return fmt.Errorf("unexpected message %d from nsenter", m.Type)
 		}
 	}
-	if s.pid != cmd.Process.Pid {
+	if s.pid != s.cmd.Process.Pid {
 		// The intermediate process exits right after forking.
-		if err := cmd.Wait(); err != nil {
-			return s, fmt.Errorf("namespace setup: intermediate process: %w", err)
+		if err := s.cmd.Wait(); err != nil {
+			return fmt.Errorf("namespace setup: intermediate process: %w", err)
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // childExitError improves an EOF from a child that died.
