@@ -41,6 +41,9 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 	tracef("create: begin")
+	if fi, err := os.Stat(bundle); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("bundle %s is not a directory", bundle)
+	}
 	// Start the container's first process right away: its exec and its
 	// loader overlap with parsing config.json and preparing the cgroups.
 	preserved := make([]*os.File, 0, o.PreserveFDs)
