@@ -67,7 +67,7 @@ func (c *Container) Start() error {
 		return fmt.Errorf("start container: %s", msg)
 	}
 	if h := c.State.Spec.Hooks; h != nil {
-		if err := hooks.Run("poststart", h.Poststart, c.hookState(Running)); err != nil {
+		if err := hooks.RunAll("poststart", h.Poststart, c.hookState(Running)); err != nil {
 			Warn("%v", err)
 		}
 	}
@@ -192,7 +192,7 @@ func (c *Container) Delete(force bool) error {
 	}
 	tracef("delete: cgroup destroyed")
 	if h := c.State.Spec.Hooks; h != nil {
-		if err := hooks.Run("poststop", h.Poststop, c.hookState(Stopped)); err != nil {
+		if err := hooks.RunAll("poststop", h.Poststop, c.hookState(Stopped)); err != nil {
 			Warn("%v", err)
 		}
 	}

@@ -4,6 +4,7 @@ package hooks
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,6 +31,25 @@ func Run(kind string, hs []specs.Hook, state *specs.State) error {
 		}
 	}
 	return nil
+}
+
+// RunAll runs every hook even when some fail, as the spec requires for
+// poststart and poststop hooks, and returns the failures joined.
+func RunAll(kind string, hs []specs.Hook, state *specs.State) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	data, err := json.Marshal(state)
+	if err != nil {
+		return fmt.Errorf("encode state for %s hooks: %w", kind, err)
+	}
+	var errs []error
+	for i, h := range hs {
+		if err := runOne(h, data); err != nil {
+			errs = append(errs, fmt.Errorf("%s hook #%d (%s): %w", kind, i, h.Path, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func runOne(h specs.Hook, state []byte) error {

@@ -50,3 +50,14 @@ func TestRunFailureAndTimeout(t *testing.T) {
 		t.Error("hook after a failing one ran")
 	}
 }
+
+func TestRunAllContinuesAfterFailure(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "ran")
+	err := RunAll("poststop", []specs.Hook{{Path: "/bin/false"}, {Path: "/bin/touch", Args: []string{"touch", marker}}}, &specs.State{ID: "c1"})
+	if err == nil || !strings.Contains(err.Error(), "poststop hook #0") {
+		t.Errorf("want the first hook's failure reported, got %v", err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Error("the hook after a failing poststop hook did not run")
+	}
+}
