@@ -101,6 +101,12 @@ cleanup() {
 			sh -c "$(in_ns "$rt" "$(rt_cmd "$rt") delete --force $id")" >/dev/null 2>&1 || true
 		done
 	done
+	# crun, run without the cgroup2 mount, writes its "unified" cgroup as
+	# plain directories into the /sys/fs/cgroup tmpfs, hidden under the
+	# cgroup2 mount afterwards: remove them from a private mount namespace.
+	if [ -n "$unmount_v2" ]; then
+		unshare -m sh -c "umount /sys/fs/cgroup/unified && rm -rf /sys/fs/cgroup/unified/$TAG-*" 2>/dev/null || true
+	fi
 	if [ -n "${KEEP:-}" ]; then
 		echo "kept $WORK" >&2
 	else
