@@ -419,3 +419,35 @@ if echo pwned > /proc/self/fd/3; then echo "write-succeeded" > /result/out; else
 	}
 	t.Logf("attack result: %s", bytes.TrimSpace(res))
 }
+
+func TestRunForwardsSignals(t *testing.T) {
+	c := newCLI(t)
+	b, id := bundle(t, []string{"sh", "-c", `trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done`}, nil)
+	out, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "--root", c.root, "run", "--bundle", b, id)
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(out.Name())
+		if strings.Contains(string(data), "ready") {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("container never became ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(unix.SIGTERM)
+	err = cmd.Wait()
+	data, _ := os.ReadFile(out.Name())
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 || !strings.Contains(string(data), "got-term") {
+		t.Errorf("run after SIGTERM: %v, output %q; want exit 7 and got-term", err, data)
+	}
+}

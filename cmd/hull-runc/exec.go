@@ -11,7 +11,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/hullproject/hull/runtime/container"
 )
@@ -182,36 +181,8 @@ func execProcess(id string, cmdArgs []string, ef *execFlags, ttyChanged bool) er
 			return err
 		}
 	}
-	done := make(chan int, 1)
-	go func() {
-		code, err := container.Wait(pid)
-		if err != nil {
-			code = 255
-		}
-		done <- code
-	}()
-	for {
-		select {
-		case s := <-sigs:
-			sig := s.(unix.Signal)
-			switch sig {
-			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE:
-				continue
-			case unix.SIGWINCH:
-				if tty != nil {
-					tty.resize()
-				}
-				continue
-			}
-			_ = unix.Kill(pid, sig)
-		case code := <-done:
-			if tty != nil {
-				tty.drain()
-			}
-			if code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
-		}
+	if code := waitForwarding(pid, sigs, tty); code != 0 {
+		return &exitError{code: code}
 	}
+	return nil
 }

@@ -122,7 +122,7 @@ func runContainer(id string, cf createFlags, detach bool) error {
 	if err != nil {
 		return err
 	}
-	if tty != nil && !c.Spec().Process.Terminal {
+	if p := c.Spec().Process; tty != nil && (p == nil || !p.Terminal) {
 		tty.close()
 		tty = nil
 	}
@@ -139,41 +139,14 @@ func runContainer(id string, cf createFlags, detach bool) error {
 			return err
 		}
 	}
-	done := make(chan int, 1)
-	go func() {
-		code, err := container.Wait(c.State.Pid)
-		if err != nil {
-			code = 255
-		}
-		done <- code
-	}()
-	for {
-		select {
-		case s := <-sigs:
-			sig := s.(unix.Signal)
-			switch sig {
-			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE:
-				continue
-			case unix.SIGWINCH:
-				if tty != nil {
-					tty.resize()
-				}
-				continue
-			}
-			_ = unix.Kill(c.State.Pid, sig)
-		case code := <-done:
-			if tty != nil {
-				tty.drain()
-			}
-			if err := c.Delete(true); err != nil {
-				logError(err)
-			}
-			if code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
-		}
+	code := waitForwarding(c.State.Pid, sigs, tty)
+	if err := c.Delete(true); err != nil {
+		logError(err)
 	}
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
 }
 
 // stateJSON is `state`'s output: the OCI state plus runc's extra fields,

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/container"
 )
 
 // forwardedSignals are passed on to the container by a foreground run or
@@ -17,6 +19,37 @@ var forwardedSignals = []os.Signal{
 	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
 	unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGWINCH,
 	unix.SIGPWR, unix.SIGSYS, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGPROF,
+}
+
+// waitForwarding waits for our child pid, passing on the signals we get
+// and, with a terminal, size changes; it returns the exit status as a shell
+// reports it.
+func waitForwarding(pid int, sigs <-chan os.Signal, tty *ttyProxy) int {
+	done := make(chan int, 1)
+	go func() {
+		code, err := container.Wait(pid)
+		if err != nil {
+			code = 255
+		}
+		done <- code
+	}()
+	for {
+		select {
+		case s := <-sigs:
+			if s == unix.SIGWINCH {
+				if tty != nil {
+					tty.resize()
+				}
+				continue
+			}
+			_ = unix.Kill(pid, s.(unix.Signal))
+		case code := <-done:
+			if tty != nil {
+				tty.drain()
+			}
+			return code
+		}
+	}
 }
 
 // ttyProxy is the console of a foreground `run` or `exec` with a terminal:
