@@ -30,8 +30,12 @@ func TestDefaultIsValidAndRoundTrips(t *testing.T) {
 
 func TestValidateRejects(t *testing.T) {
 	cases := map[string]func(*specs.Spec){
-		"unknown namespace type":  func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "nope"}) },
-		"listed twice":            func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "pid"}) },
+		"unknown namespace type": func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "nope"})
+		},
+		"listed twice": func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "pid"})
+		},
 		"unsupported ociVersion":  func(s *specs.Spec) { s.Version = "2.0.0" },
 		"root.path is required":   func(s *specs.Spec) { s.Root = nil },
 		"process.args":            func(s *specs.Spec) { s.Process.Args = nil },
