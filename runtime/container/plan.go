@@ -3,6 +3,9 @@ package container
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"os"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -39,6 +42,15 @@ func buildPlan(p *specs.Process, s *specs.Spec, exe string) (*nsenter.Plan, erro
 	if p.NoNewPrivileges {
 		pl.Flags |= nsenter.PlanNNP
 	}
+	// Security profiles are applied where the host enforces them and
+	// refused where it would only pretend to: an ignored profile must not
+	// look applied.
+	if p.ApparmorProfile != "" && lsmEnabled("apparmor") {
+		pl.AppArmor = p.ApparmorProfile
+	}
+	if (p.SelinuxLabel != "" || (s.Linux != nil && s.Linux.MountLabel != "")) && lsmEnabled("selinux") {
+		return nil, errors.New("SELinux labels are not supported by hull-runc on a host that enforces SELinux")
+	}
 	if s.Linux != nil && s.Linux.Personality != nil {
 		switch s.Linux.Personality.Domain {
 		case specs.PerLinux:
@@ -72,6 +84,24 @@ func buildPlan(p *specs.Process, s *specs.Spec, exe string) (*nsenter.Plan, erro
 		}
 	}
 	return pl, nil
+}
+
+// lsmEnabled reports whether the host runs the named security module.
+func lsmEnabled(name string) bool {
+	data, err := os.ReadFile("/sys/kernel/security/lsm")
+	if err != nil {
+		if name == "apparmor" {
+			v, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+			return err == nil && strings.HasPrefix(string(v), "Y")
+		}
+		return false
+	}
+	for _, m := range strings.Split(strings.TrimSpace(string(data)), ",") {
+		if m == name {
+			return true
+		}
+	}
+	return false
 }
 
 // startHooks adds the startContainer hooks and the state they receive.

@@ -156,6 +156,7 @@ type Plan struct {
 	Env         []string
 	Hooks       []Hook // startContainer hooks (create only)
 	State       string // JSON state given to the hooks
+	AppArmor    string // profile to exec into, or ""
 }
 
 type encoder struct{ b bytes.Buffer }
@@ -195,6 +196,7 @@ func (p *Plan) Encode() []byte {
 	e.strs(p.Args)
 	e.strs(p.Env)
 	e.str(p.State)
+	e.str(p.AppArmor)
 	e.u32(uint32(len(p.Hooks)))
 	for _, h := range p.Hooks {
 		e.str(h.Path)

@@ -292,6 +292,7 @@ static void run_plan(struct buf *b, int fds[2])
 	char **argv = get_strv(b);
 	char **envp = get_strv(b);
 	char *state = get_str(b);
+	char *apparmor = get_str(b);
 	if (b->bad)
 		fail(EINVAL, "bad plan%s: %s", "");
 
@@ -402,6 +403,17 @@ static void run_plan(struct buf *b, int fds[2])
 	}
 	if ((flags & HULL_PLAN_PERSONALITY) && personality(persona) < 0)
 		fail(errno, "set personality%s: %s", "");
+	if (*apparmor) {
+		// The profile takes effect at execve.
+		char cmd[512];
+		int n = snprintf(cmd, sizeof(cmd), "exec %s", apparmor);
+		int fd = open("/proc/thread-self/attr/apparmor/exec", O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			fd = open("/proc/thread-self/attr/exec", O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write_all(fd, cmd, (size_t)n) < 0)
+			fail(errno, "apply AppArmor profile %s: %s", apparmor);
+		close(fd);
+	}
 	execve(exe, argv, envp);
 	fail(errno, "exec %s: %s", argv[0] ? argv[0] : exe);
 }
