@@ -14,7 +14,6 @@ import (
 
 	"github.com/hullproject/hull/runtime/cgroups"
 	"github.com/hullproject/hull/runtime/hooks"
-	"github.com/hullproject/hull/runtime/spec"
 )
 
 // Warn receives non-fatal problems (failed poststart/poststop hooks). The
@@ -385,8 +384,3 @@ func setI64(dst **int64, v *int64) {
 // Spec returns the configuration the container was created with.
 func (c *Container) Spec() *specs.Spec { return c.State.Spec }
 
-// HasOwnPidNamespace reports whether the container created a pid namespace.
-func (c *Container) HasOwnPidNamespace() bool {
-	ok, path := spec.HasNamespace(c.State.Spec, specs.PIDNamespace)
-	return ok && path == ""
-}

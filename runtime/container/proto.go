@@ -1,7 +1,6 @@
 package container
 
 import (
-	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -32,13 +31,4 @@ func remoteError(m message) error {
 		return &ExecError{Msg: m.Error, Errno: unix.Errno(m.Errno)}
 	}
 	return fmt.Errorf("%s", m.Error)
-}
-
-func errorMessage(err error) *message {
-	m := &message{Type: "error", Error: err.Error()}
-	var ee *ExecError
-	if errors.As(err, &ee) {
-		m.Errno = int(ee.Errno)
-	}
-	return m
 }
