@@ -383,4 +383,3 @@ func setI64(dst **int64, v *int64) {
 
 // Spec returns the configuration the container was created with.
 func (c *Container) Spec() *specs.Spec { return c.State.Spec }
-
