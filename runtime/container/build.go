@@ -74,10 +74,13 @@ func (c *Container) build(sp *spawned, cgWait func() error, console *os.File, no
 			}
 			// This thread's fs context is its own: chroot it too, to
 			// resolve the program inside the container's root.
+			if err := c.setNamesAndSysctls(); err != nil {
+				return err
+			}
 			if err := unix.Chroot(c.State.Rootfs); err != nil {
 				return fmt.Errorf("chroot %s: %w", c.State.Rootfs, err)
 			}
-			return c.finishProcess(&b)
+			return c.resolveProgram(&b)
 		}
 		inCgroup := false
 		ensureCgroup := func() error {
@@ -135,10 +138,16 @@ func (c *Container) build(sp *spawned, cgWait func() error, console *os.File, no
 				return err
 			}
 		}
+		// Sysctls before Finish makes /proc/sys read-only (as runc orders
+		// it); this thread is in the container's namespaces, which is what
+		// the kernel applies them to, whichever /proc it writes through.
+		if err := c.setNamesAndSysctls(); err != nil {
+			return err
+		}
 		if err := root.Finish(); err != nil {
 			return err
 		}
-		return c.finishProcess(&b)
+		return c.resolveProgram(&b)
 	})
 	if err != nil && b.console >= 0 {
 		unix.Close(b.console)
@@ -146,22 +155,24 @@ func (c *Container) build(sp *spawned, cgWait func() error, console *os.File, no
 	return b, err
 }
 
-// finishProcess sets the names and sysctls of the container's namespaces
-// and resolves its program, from the build thread.
-func (c *Container) finishProcess(b *built) error {
-	s := c.State.Spec
-	if err := setHostname(s); err != nil {
+// setNamesAndSysctls sets the hostname, domainname and sysctls of the
+// container's namespaces, from the build thread.
+func (c *Container) setNamesAndSysctls() error {
+	if err := setHostname(c.State.Spec); err != nil {
 		return err
 	}
-	if err := applySysctls(s); err != nil {
-		return err
-	}
-	if s.Process == nil {
+	return applySysctls(c.State.Spec)
+}
+
+// resolveProgram finds the container's program from the build thread,
+// whose root is the container's by then, so that create (not start) fails
+// when it does not exist.
+func (c *Container) resolveProgram(b *built) error {
+	if c.State.Spec.Process == nil {
 		return nil
 	}
-	// Fail create, not start, when the program does not exist.
 	var err error
-	b.exe, err = lookPath(s.Process)
+	b.exe, err = lookPath(c.State.Spec.Process)
 	return err
 }
 

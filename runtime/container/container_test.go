@@ -394,3 +394,27 @@ func TestStartReportsDeadInit(t *testing.T) {
 		t.Fatal("start hung on a dead init")
 	}
 }
+
+func TestNoPivotAndSysctl(t *testing.T) {
+	e := newEnv(t, []string{"sh", "-c", "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax; ls /bin/busybox"}, func(s *specs.Spec) {
+		s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1", "kernel.msgmax": "4242"}
+	})
+	c, output, err := e.create(CreateOpts{NoPivot: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	code, _ := Wait(c.State.Pid)
+	out := output()
+	if code != 0 || out != "1\n4242\n/bin/busybox\n" {
+		t.Errorf("no-pivot container with sysctls: exit %d, output %q", code, out)
+	}
+	// A sysctl outside the container's namespaces is refused.
+	e2 := newEnv(t, []string{"true"}, func(s *specs.Spec) { s.Linux.Sysctl = map[string]string{"vm.swappiness": "1"} })
+	if _, _, err := e2.create(CreateOpts{}); err == nil || !strings.Contains(err.Error(), "not namespaced") {
+		t.Errorf("host sysctl accepted: %v", err)
+	}
+	assertNoLeftovers(t, e2)
+}
