@@ -3,12 +3,17 @@
 // hull-runc is a thin command line over it and the hull engine calls it
 // in-process.
 //
-// Process model. The runtime process forks its own binary (from a read-only,
-// detached clone of it, see exe.go) as the container's init. A C constructor
-// in package nsenter joins and creates namespaces before the Go runtime
-// starts; then the Go side of the init (init.go) builds the root filesystem,
-// tells the runtime it is ready and blocks on the exec FIFO until `start`.
-// Runtime and init talk over a socketpair with JSON messages.
+// Process model. The runtime forks its own binary (from a read-only,
+// detached clone of it, see exe.go). A C constructor in package nsenter
+// joins and creates the container's namespaces before any Go code could
+// start, and then serves requests ("stage 2") until it execs the
+// container's program: the container process never runs the Go runtime.
+// The runtime builds the container from the outside, on a thread that has
+// joined the process's namespaces (nsthread.go, build.go): mounts, devices,
+// pivot_root, hostname, sysctls; meanwhile another goroutine places the
+// process in its cgroups. It then sends the process its plan (credentials,
+// capabilities, seccomp program, program to run, plan.go); at create the
+// process blocks on the exec FIFO until `start` opens it.
 package container
 
 import (

@@ -1,16 +1,19 @@
-// Package nsenter holds the part of container setup that must run while the
-// process is still single-threaded.
+// Package nsenter holds the part of container setup that runs in the
+// container process itself, written in C so that no Go runtime ever starts
+// there.
 //
 // Go starts several threads before main runs, and Linux refuses setns(2) into
 // a user namespace for a multi-threaded process and setns(2) into a mount
 // namespace for one that shares its filesystem context with other threads.
-// Joining existing namespaces (`runc exec`, pod sandboxes) therefore happens in
-// a C constructor that runs before the Go runtime: when the environment names
-// an init pipe, it reads a small binary config from it, joins the requested
-// namespaces (user first), creates the new ones (asking the parent to write
-// uid/gid maps), and forks once more when a pid or time namespace needs it
-// (CLONE_PARENT, so the runtime process can wait for the container). Then the
-// Go runtime starts in the final process and continues over the same socket.
+// So when the environment names an init pipe, a C constructor (nsenter.c)
+// runs before the Go runtime: it reads a small binary config, joins the
+// requested namespaces (user first), creates the new ones (asking the parent
+// to write uid/gid maps), and forks once more when a pid or time namespace
+// needs it (CLONE_PARENT, so the runtime process can wait for the
+// container). Stage 2 (stage2.c) then serves the runtime's requests (mount
+// proc in our pid namespace, create the cgroup namespace, chroot) and finally
+// applies the plan — credentials, capabilities, seccomp, terminal — waits for
+// `start` if asked, and execs the container's program.
 //
 // Importing this package links the constructor into a binary; it does nothing
 // unless _HULL_INITPIPE is set.
