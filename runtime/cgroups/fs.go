@@ -10,22 +10,28 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // writeFile writes value to a cgroup control file with a single write(2):
 // the kernel parses each write as one command, so the value must not be
 // split, and O_TRUNC keeps the call valid on files that are not cgroupfs
 // (tests use plain files).
+//
+// Plain system calls rather than os.File: a container start writes about a
+// hundred of these files, and os.File would add a poller registration and
+// flag changes to each.
 func writeFile(dir, name, value string) error {
 	p := filepath.Join(dir, name)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	fd, err := retryEINTR(func() (int, error) { return unix.Open(p, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0) })
 	if err != nil {
-		return fmt.Errorf("write %q to %s: %w", value, p, err)
+		return fmt.Errorf("write %q to %s: %w", value, p, &fs.PathError{Op: "open", Path: p, Err: err})
 	}
-	_, werr := f.Write([]byte(value))
-	cerr := f.Close()
+	_, werr := retryEINTR(func() (int, error) { return unix.Write(fd, []byte(value)) })
+	cerr := unix.Close(fd)
 	if werr != nil {
-		return fmt.Errorf("write %q to %s: %w", value, p, werr)
+		return fmt.Errorf("write %q to %s: %w", value, p, &fs.PathError{Op: "write", Path: p, Err: werr})
 	}
 	if cerr != nil {
 		return fmt.Errorf("close %s: %w", p, cerr)
@@ -35,11 +41,33 @@ func writeFile(dir, name, value string) error {
 
 func readFile(dir, name string) (string, error) {
 	p := filepath.Join(dir, name)
-	b, err := os.ReadFile(p)
+	fd, err := retryEINTR(func() (int, error) { return unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", p, err)
+		return "", fmt.Errorf("read %s: %w", p, &fs.PathError{Op: "open", Path: p, Err: err})
 	}
-	return strings.TrimSpace(string(b)), nil
+	defer unix.Close(fd)
+	var out []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := retryEINTR(func() (int, error) { return unix.Read(fd, buf) })
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", p, &fs.PathError{Op: "read", Path: p, Err: err})
+		}
+		if n == 0 {
+			break
+		}
+		out = append(out, buf[:n]...)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func retryEINTR(f func() (int, error)) (int, error) {
+	for {
+		n, err := f()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 func fileExists(dir, name string) bool {

@@ -50,6 +50,7 @@ type manager struct {
 
 	mu      sync.Mutex
 	created []string // directories this manager created, in creation order
+	made    bool     // every directory exists (set by a complete Apply)
 }
 
 func newManager(l layout, cgroupsPath string) (*manager, error) {
@@ -175,17 +176,22 @@ func (m *manager) Apply(pid int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	done := map[string]bool{}
+	// Once every directory exists (a runtime calls Apply(0) first, then
+	// Apply for each process), only the moves remain to do.
+	made := m.made
 	for _, d := range m.v1 {
 		if done[d.dir] {
 			continue
 		}
 		done[d.dir] = true
-		if err := m.mkdirs(d.mountpoint, d.dir, nil); err != nil {
-			return err
-		}
-		if d.has("cpuset") {
-			if err := inheritCpuset(d.mountpoint, d.dir); err != nil {
+		if !made {
+			if err := m.mkdirs(d.mountpoint, d.dir, nil); err != nil {
 				return err
+			}
+			if d.has("cpuset") {
+				if err := inheritCpuset(d.mountpoint, d.dir); err != nil {
+					return err
+				}
 			}
 		}
 		if err := joinCgroup(d.dir, pid); err != nil {
@@ -193,13 +199,16 @@ func (m *manager) Apply(pid int) error {
 		}
 	}
 	if m.v2 != "" {
-		if err := m.mkdirs(m.v2mount, m.v2, enableControllers); err != nil {
-			return err
+		if !made {
+			if err := m.mkdirs(m.v2mount, m.v2, enableControllers); err != nil {
+				return err
+			}
 		}
 		if err := joinCgroup(m.v2, pid); err != nil {
 			return err
 		}
 	}
+	m.made = true
 	return nil
 }
 
@@ -339,6 +348,7 @@ func (m *manager) Destroy() error {
 	// One retry budget for all hierarchies: a cgroup that stays busy
 	// (live processes) fails fast instead of once per hierarchy.
 	deadline := time.Now().Add(destroyRetry)
+	m.made = false
 	var errs []error
 	for _, d := range m.dirs() {
 		if err := removeTree(d, deadline); err != nil {
