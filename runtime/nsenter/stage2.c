@@ -45,6 +45,9 @@
 
 static int sock = -1;
 static int fifo = -1; // after start: where errors go
+// Only a failed execve reports its errno to the runtime, which maps it to
+// "not found"/"cannot execute"; other failures are plain errors.
+static int at_execve;
 
 struct buf {
 	char *p;
@@ -150,10 +153,10 @@ static void fail(int err, const char *fmt, const char *arg)
 			esc[j++] = (msg[i] == '\n') ? ' ' : msg[i];
 		}
 		esc[j] = 0;
-		int n = snprintf(out, sizeof(out), "{\"type\":\"error\",\"error\":\"%s\",\"errno\":%d}", esc, err);
+		int n = snprintf(out, sizeof(out), "{\"type\":\"error\",\"error\":\"%s\",\"errno\":%d}", esc, at_execve ? err : 0);
 		write_all(fifo, out, (size_t)n);
 	} else {
-		reply(HULL_MSG_ERROR, err, msg);
+		reply(HULL_MSG_ERROR, at_execve ? err : 0, msg);
 	}
 	_exit(1);
 }
@@ -247,7 +250,7 @@ static void run_hooks(struct buf *b, const char *state)
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 			char what[64];
 			snprintf(what, sizeof(what), "exit status %d", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-			fail(0, "startContainer hook failed: %s%s", what);
+			fail(0, "startContainer hook failed: %s%.0s", what);
 		}
 	}
 }
@@ -313,9 +316,10 @@ static void run_plan(struct buf *b, int fds[2])
 		if (ioctl(console, TIOCSCTTY, 0) < 0)
 			fail(errno, "set controlling terminal%s: %s", "");
 		for (int fd = 0; fd < 3; fd++)
-			if (dup3(console, fd, 0) < 0)
+			if (console != fd && dup3(console, fd, 0) < 0)
 				fail(errno, "dup terminal%s: %s", "");
-		close(console);
+		if (console > 2)
+			close(console);
 	}
 
 	if (flags & HULL_PLAN_WAIT_FIFO) {
@@ -415,6 +419,7 @@ static void run_plan(struct buf *b, int fds[2])
 		close(fd);
 	}
 	execve(exe, argv, envp);
+	at_execve = 1;
 	fail(errno, "exec %s: %s", argv[0] ? argv[0] : exe);
 }
 
