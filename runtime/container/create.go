@@ -44,16 +44,7 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	if fi, err := os.Stat(bundle); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("bundle %s is not a directory", bundle)
 	}
-	// Start the container's first process right away: its exec and its
-	// loader overlap with parsing config.json and preparing the cgroups.
-	preserved := make([]*os.File, 0, o.PreserveFDs)
-	for i := 0; i < o.PreserveFDs; i++ {
-		preserved = append(preserved, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
-	}
-	sp, err := startChild(spawnOpts{dir: bundle, stdio: o.Stdio, extra: preserved})
-	if err != nil {
-		return nil, err
-	}
+	var sp *spawned
 	// cgWork tracks goroutines that touch the cgroup; cleanup waits for
 	// them before it removes anything.
 	var cgWork sync.WaitGroup
@@ -64,7 +55,9 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		if err == nil {
 			return
 		}
-		sp.kill()
+		if sp != nil {
+			sp.kill()
+		}
 		cgWork.Wait()
 		if cgCreated {
 			_ = cg.Destroy()
@@ -161,6 +154,15 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 			return c, err
 		}
 		defer console.Close()
+	}
+	// The first process starts while the cgroup is being prepared; the
+	// path to the cgroup work is the longest of create.
+	preserved := make([]*os.File, 0, o.PreserveFDs)
+	for i := 0; i < o.PreserveFDs; i++ {
+		preserved = append(preserved, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
+	}
+	if sp, err = startChild(spawnOpts{dir: bundle, stdio: o.Stdio, extra: preserved}); err != nil {
+		return c, err
 	}
 	firstPid := sp.first()
 	firstApplied := make(chan error, 1)
