@@ -78,11 +78,14 @@ wrapped() { # runtime -> 0 if it goes through the unshare wrapper
 
 # --- work directory, bundle, cleanup ---------------------------------------
 WORK=$(mktemp -d /tmp/hull-bench.XXXXXX)
+# Runtime state lives where runtimes keep it in production: /run, a tmpfs
+# (state on a disk filesystem would add inode churn that no real set-up has).
+STATE=$(mktemp -d /run/hull-bench-state.XXXXXX)
 TAG=hb$$ # container ids: $TAG-<runtime>-<pid of the iteration's shell>
 BUNDLE=$WORK/bundle
 
 # rt_cmd RUNTIME: the runtime invocation prefix with its private state root.
-rt_cmd() { printf '%s --root %s' "${bin[$1]}" "$WORK/root-$1"; }
+rt_cmd() { printf '%s --root %s' "${bin[$1]}" "$STATE/root-$1"; }
 # in_ns RUNTIME SCRIPT: SCRIPT as the runtime is run in the benchmark.
 in_ns() {
 	if wrapped "$1"; then
@@ -95,7 +98,7 @@ in_ns() {
 cleanup() {
 	local rc=$? rt id
 	for rt in "${names[@]}"; do
-		[ -d "$WORK/root-$rt" ] || continue
+		[ -d "$STATE/root-$rt" ] || continue
 		for id in $(sh -c "$(in_ns "$rt" "$(rt_cmd "$rt") list -q")" 2>/dev/null | grep "^$TAG-" || true); do
 			echo "cleanup: deleting leftover $rt container $id" >&2
 			sh -c "$(in_ns "$rt" "$(rt_cmd "$rt") delete --force $id")" >/dev/null 2>&1 || true
@@ -108,9 +111,9 @@ cleanup() {
 		unshare -m sh -c "umount /sys/fs/cgroup/unified && rm -rf /sys/fs/cgroup/unified/$TAG-*" 2>/dev/null || true
 	fi
 	if [ -n "${KEEP:-}" ]; then
-		echo "kept $WORK" >&2
+		echo "kept $WORK and $STATE" >&2
 	else
-		rm -rf "$WORK"
+		rm -rf "$WORK" "$STATE"
 	fi
 	exit $rc
 }
@@ -134,7 +137,7 @@ say "building the bundle (busybox, args: true)"
 
 # --- smoke test: each runtime runs the bundle once -------------------------
 for rt in "${names[@]}"; do
-	mkdir -p "$WORK/root-$rt"
+	mkdir -p "$STATE/root-$rt"
 	cmd=$(in_ns "$rt" "$(rt_cmd "$rt") run --bundle $BUNDLE $TAG-$rt-smoke")
 	if ! out=$(sh -c "$cmd" 2>&1); then
 		die "$rt cannot run the bundle: $cmd
