@@ -11,6 +11,8 @@ id="hull-demo-$$"
 cleanup() {
 	"$rt" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
 	rm -rf "$work"
+	# hull-runc's default parent cgroup, if the demo's were the last in it.
+	rmdir /sys/fs/cgroup/*/hull-runc /sys/fs/cgroup/unified/hull-runc 2>/dev/null || true
 }
 trap cleanup EXIT
 
