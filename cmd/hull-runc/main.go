@@ -74,6 +74,9 @@ func newRootCmd() *cobra.Command {
 				return errors.New("--systemd-cgroup is not supported by hull-runc: use the cgroupfs driver (SystemdCgroup = false in containerd, cgroup_manager = \"cgroupfs\" in CRI-O)")
 			}
 			container.Warn = func(format string, args ...any) { logLine("warning", fmt.Sprintf(format, args...)) }
+			if global.debug {
+				container.TraceTo(func(line string) { logLine("debug", line) })
+			}
 			return nil
 		},
 	}
@@ -131,12 +134,6 @@ func logError(err error) {
 	fmt.Fprintln(os.Stderr, "hull-runc: "+msg)
 	if global.log != "" {
 		logLine("error", msg)
-	}
-}
-
-func debugf(format string, args ...any) {
-	if global.debug {
-		logLine("debug", fmt.Sprintf(format, args...))
 	}
 }
 

@@ -6,18 +6,29 @@ import (
 	"time"
 )
 
-// HULL_TRACE=1 prints the time of each setup step to stderr; it is how the
-// start-up path is profiled without strace's distortion.
+// Each setup step can be traced with its time since start-up: HULL_TRACE=1
+// prints them to stderr (how the start-up path is profiled without
+// strace's distortion), and TraceTo sends them elsewhere (hull-runc --debug
+// sends them to its log).
 var (
-	traceOn    = os.Getenv("HULL_TRACE") != ""
 	traceStart = time.Now()
+	traceSink  func(string)
 )
 
-// Tracef is tracef for the command line.
+func init() {
+	if os.Getenv("HULL_TRACE") != "" {
+		traceSink = func(line string) { fmt.Fprintln(os.Stderr, line) }
+	}
+}
+
+// TraceTo directs step traces to sink (nil turns them off).
+func TraceTo(sink func(string)) { traceSink = sink }
+
+// Tracef records a step of the caller's own.
 func Tracef(format string, args ...any) { tracef(format, args...) }
 
 func tracef(format string, args ...any) {
-	if traceOn {
-		fmt.Fprintf(os.Stderr, "[%7.3fms pid %d] %s\n", float64(time.Since(traceStart).Microseconds())/1000, os.Getpid(), fmt.Sprintf(format, args...))
+	if traceSink != nil {
+		traceSink(fmt.Sprintf("[%7.3fms pid %d] %s", float64(time.Since(traceStart).Microseconds())/1000, os.Getpid(), fmt.Sprintf(format, args...)))
 	}
 }
