@@ -451,3 +451,18 @@ func TestRunForwardsSignals(t *testing.T) {
 		t.Errorf("run after SIGTERM: %v, output %q; want exit 7 and got-term", err, data)
 	}
 }
+
+func TestSocketActivation(t *testing.T) {
+	c := newCLI(t)
+	b, id := bundle(t, []string{"sh", "-c", `echo "$LISTEN_FDS $LISTEN_PID"; cat <&3`}, nil)
+	r, w, _ := os.Pipe()
+	w.WriteString("socket-data")
+	w.Close()
+	cmd := exec.Command(binary, "--root", c.root, "run", "--bundle", b, id)
+	cmd.Env = append(os.Environ(), "LISTEN_FDS=1")
+	cmd.ExtraFiles = []*os.File{r}
+	out, err := cmd.Output()
+	if err != nil || string(out) != "1 1\nsocket-data" {
+		t.Errorf("socket activation: %q %v", out, err)
+	}
+}

@@ -35,13 +35,16 @@ func (c *createFlags) register(cmd *cobra.Command) {
 
 func (c *createFlags) opts() container.CreateOpts {
 	n := c.preserveFDs
-	// systemd socket activation: pass the listening sockets along.
-	if lf, err := strconv.Atoi(os.Getenv("LISTEN_FDS")); err == nil && lf > 0 && lf > n {
-		n = lf
+	var env []string
+	// systemd socket activation: the listening sockets (fds 3...) go to
+	// the container, whose process is told about them as systemd would.
+	if lf, err := strconv.Atoi(os.Getenv("LISTEN_FDS")); err == nil && lf > 0 {
+		n = max(n, lf)
+		env = []string{"LISTEN_FDS=" + strconv.Itoa(lf), "LISTEN_PID=1"}
 	}
 	return container.CreateOpts{
 		Bundle: c.bundle, PidFile: c.pidFile, ConsoleSocket: c.consoleSocket,
-		NoPivot: c.noPivot, NoNewKeyring: c.noNewKeyring, PreserveFDs: n,
+		NoPivot: c.noPivot, NoNewKeyring: c.noNewKeyring, PreserveFDs: n, ExtraEnv: env,
 		Stdio: container.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr},
 	}
 }

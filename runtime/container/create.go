@@ -26,7 +26,8 @@ type CreateOpts struct {
 	ConsoleConn   *os.File // or an already connected socket
 	NoPivot       bool
 	NoNewKeyring  bool
-	PreserveFDs   int // descriptors 3 .. 3+N-1 are passed to the container
+	PreserveFDs   int      // descriptors 3 .. 3+N-1 are passed to the container
+	ExtraEnv      []string // added to the process's environment
 	Stdio         Stdio
 }
 
@@ -220,6 +221,7 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		if pl, err = buildPlan(s.Process, s, b.exe); err != nil {
 			return c, err
 		}
+		pl.Env = append(pl.Env[:len(pl.Env):len(pl.Env)], o.ExtraEnv...)
 	} else {
 		// A container without a process can be created; starting it
 		// fails (OCI runtime spec).
