@@ -158,10 +158,7 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	}
 	// The first process starts while the cgroup is being prepared; the
 	// path to the cgroup work is the longest of create.
-	preserved := make([]*os.File, 0, o.PreserveFDs)
-	for i := 0; i < o.PreserveFDs; i++ {
-		preserved = append(preserved, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
-	}
+	preserved := preservedFiles(o.PreserveFDs)
 	if sp, err = startChild(spawnOpts{dir: bundle, stdio: o.Stdio, extra: preserved}); err != nil {
 		return c, err
 	}

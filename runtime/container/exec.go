@@ -69,10 +69,7 @@ func (c *Container) Exec(o ExecOpts) (pid int, err error) {
 		}
 		defer console.Close()
 	}
-	preserved := make([]*os.File, 0, o.PreserveFDs)
-	for i := 0; i < o.PreserveFDs; i++ {
-		preserved = append(preserved, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
-	}
+	preserved := preservedFiles(o.PreserveFDs)
 	sp, err := spawn(spawnOpts{
 		dir:   "/",
 		stdio: o.Stdio,

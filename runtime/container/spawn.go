@@ -218,6 +218,16 @@ func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
 	return nil
 }
 
+// preservedFiles names our descriptors 3 .. 3+n-1, which --preserve-fds
+// hands on to the container at the same numbers.
+func preservedFiles(n int) []*os.File {
+	files := make([]*os.File, 0, n)
+	for i := 0; i < n; i++ {
+		files = append(files, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
+	}
+	return files
+}
+
 func initEnv(syncFd int) []string {
 	return []string{nsenter.InitPipeEnv + "=" + strconv.Itoa(syncFd)}
 }
