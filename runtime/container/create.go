@@ -134,20 +134,54 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	// the build waits for it before it creates the cgroup namespace or
 	// mounts cgroupfs, and nothing of the container runs before the plan.
 	resources := effectiveResources(s)
+	// One goroutine does all the cgroup work, in order: make and limit the
+	// cgroup, move the first process in as soon as it exists, then the
+	// container process it forks (the first may exit before it was moved
+	// everywhere: ESRCH is expected then).
+	firstc, finalc := make(chan int, 1), make(chan int, 1)
+	cgc := make(chan error, 1)
 	cgWork.Add(1)
-	prepared := make(chan error, 1)
 	go func() {
 		defer cgWork.Done()
-		if err := cg.Apply(0); err != nil {
-			prepared <- fmt.Errorf("create cgroup %s: %w", c.State.CgroupsPath, err)
-			return
+		cgc <- func() error {
+			if err := cg.Apply(0); err != nil {
+				return fmt.Errorf("create cgroup %s: %w", c.State.CgroupsPath, err)
+			}
+			if err := cg.Set(resources); err != nil {
+				return fmt.Errorf("set cgroup resources: %w", err)
+			}
+			tracef("create: cgroup set")
+			first, ok := <-firstc
+			if !ok {
+				return nil
+			}
+			firstErr := cg.Apply(first)
+			final, ok := <-finalc
+			if !ok {
+				return firstErr
+			}
+			if final == first || firstErr != nil && !errors.Is(firstErr, unix.ESRCH) {
+				if firstErr != nil {
+					return fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, firstErr)
+				}
+				return nil
+			}
+			if err := cg.Apply(final); err != nil {
+				return fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
+			}
+			tracef("create: cgroup applied")
+			return nil
+		}()
+	}()
+	// Unblock the goroutine when create fails before it got its pids.
+	firstSent, finalSent := false, false
+	defer func() {
+		if !firstSent {
+			close(firstc)
 		}
-		if err := cg.Set(resources); err != nil {
-			prepared <- fmt.Errorf("set cgroup resources: %w", err)
-			return
+		if !finalSent {
+			close(finalc)
 		}
-		tracef("create: cgroup set")
-		prepared <- nil
 	}()
 	console := o.ConsoleConn
 	if o.ConsoleSocket != "" {
@@ -162,46 +196,15 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	if sp, err = startChild(spawnOpts{dir: bundle, stdio: o.Stdio, extra: preserved}); err != nil {
 		return c, err
 	}
-	firstPid := sp.first()
-	firstApplied := make(chan error, 1)
-	cgWork.Add(1)
-	go func() {
-		defer cgWork.Done()
-		if err := <-prepared; err != nil {
-			firstApplied <- err
-			return
-		}
-		tracef("create: cgroup apply")
-		if err := cg.Apply(firstPid); err != nil {
-			firstApplied <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
-			return
-		}
-		firstApplied <- nil
-	}()
+	firstc <- sp.first()
+	firstSent = true
 	if err := sp.enter(nsCfg, s.Linux.UIDMappings, s.Linux.GIDMappings); err != nil {
 		return c, err
 	}
+	finalc <- sp.pid
+	finalSent = true
 	c.State.Pid = sp.pid
 	c.State.PidStart, _, _ = processStart(sp.pid)
-	cgc := make(chan error, 1)
-	cgWork.Add(1)
-	go func() {
-		defer cgWork.Done()
-		firstErr := <-firstApplied
-		if sp.pid == firstPid || firstErr != nil && !errors.Is(firstErr, unix.ESRCH) {
-			cgc <- firstErr
-			return
-		}
-		// The first process only forks the container process and exits,
-		// possibly before it was moved everywhere (ESRCH): place the
-		// container process too, cheap right after the first move.
-		if err := cg.Apply(sp.pid); err != nil {
-			cgc <- fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
-			return
-		}
-		tracef("create: cgroup applied")
-		cgc <- nil
-	}()
 	cgWait := sync.OnceValue(func() error { return <-cgc })
 	b, err := c.build(sp, cgWait, console, o.NoPivot)
 	if err != nil {
