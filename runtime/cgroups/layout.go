@@ -9,6 +9,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/hullproject/hull/runtime/mountinfo"
 )
 
 // mountEntry is the part of a /proc/self/mountinfo line we need.
@@ -52,12 +54,7 @@ func (l layout) mode() Mode {
 }
 
 func loadLayout() (layout, error) {
-	mi, err := os.Open("/proc/thread-self/mountinfo")
-	if err != nil {
-		return layout{}, fmt.Errorf("open mountinfo: %w", err)
-	}
-	defer mi.Close()
-	mounts, err := parseMountinfo(mi)
+	mounts, err := mountinfo.Read(isCgroupMount)
 	if err != nil {
 		return layout{}, err
 	}
@@ -70,64 +67,26 @@ func loadLayout() (layout, error) {
 	if err != nil {
 		return layout{}, err
 	}
-	return buildLayout(mounts, cgs), nil
+	return buildLayout(toEntries(mounts), cgs), nil
+}
+
+func isCgroupMount(m *mountinfo.Mount) bool { return m.FSType == "cgroup" || m.FSType == "cgroup2" }
+
+func toEntries(ms []mountinfo.Mount) []mountEntry {
+	out := make([]mountEntry, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, mountEntry{root: m.Root, mountpoint: m.Mountpoint, fstype: m.FSType, superOpts: m.SuperOpts})
+	}
+	return out
 }
 
 // parseMountinfo keeps only cgroup and cgroup2 mounts.
 func parseMountinfo(r io.Reader) ([]mountEntry, error) {
-	var out []mountEntry
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		// The optional fields have variable length; " - " separates them
-		// from the filesystem type, source and super options.
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(pre)
-		p := strings.Fields(post)
-		if len(f) < 5 || len(p) < 1 {
-			return nil, fmt.Errorf("parse mountinfo line %q: too few fields", line)
-		}
-		if p[0] != "cgroup" && p[0] != "cgroup2" {
-			continue
-		}
-		e := mountEntry{
-			root:       unescapeMount(f[3]),
-			mountpoint: unescapeMount(f[4]),
-			fstype:     p[0],
-		}
-		if len(p) >= 3 {
-			e.superOpts = strings.Split(p[2], ",")
-		}
-		out = append(out, e)
+	ms, err := mountinfo.Parse(r, isCgroupMount)
+	if err != nil {
+		return nil, err
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	return out, nil
-}
-
-// unescapeMount undoes the octal escaping (\040 for space etc.) the kernel
-// applies to paths in mountinfo.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return toEntries(ms), nil
 }
 
 func parseProcCgroup(r io.Reader) ([]procCgroup, error) {
@@ -257,4 +216,49 @@ func (h hierarchy) resolve(cgroupsPath string) (string, error) {
 		return "", fmt.Errorf("cgroups path %q is the caller's own cgroup", cgroupsPath)
 	}
 	return dir, nil
+}
+
+// Hierarchy is one mounted cgroup hierarchy, as a container's view of
+// /sys/fs/cgroup is made from them.
+type Hierarchy struct {
+	Mountpoint  string
+	Root        string   // mount root inside the hierarchy
+	Controllers []string // v1 controllers incl. "name=..."; nil for cgroup v2
+}
+
+// Hierarchies lists the hierarchies mounted in the calling thread's mount
+// namespace, v1 first.
+func Hierarchies() ([]Hierarchy, error) {
+	l, err := loadLayout()
+	if err != nil {
+		return nil, err
+	}
+	var out []Hierarchy
+	for _, h := range l.v1 {
+		out = append(out, Hierarchy{Mountpoint: h.mountpoint, Root: h.root, Controllers: h.controllers})
+	}
+	if l.v2 != nil {
+		out = append(out, Hierarchy{Mountpoint: l.v2.mountpoint, Root: l.v2.root})
+	}
+	return out, nil
+}
+
+// ProcessPaths returns the cgroup of process pid in each hierarchy, keyed
+// by its controllers as /proc/<pid>/cgroup lists them ("cpu,cpuacct",
+// "name=systemd"; "" for cgroup v2).
+func ProcessPaths(pid int) (map[string]string, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cgs, err := parseProcCgroup(f)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(cgs))
+	for _, cg := range cgs {
+		out[strings.Join(cg.controllers, ",")] = cg.path
+	}
+	return out, nil
 }

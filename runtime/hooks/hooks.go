@@ -18,24 +18,16 @@ import (
 // Run executes hooks in order and stops at the first failure, whose error
 // names the hook kind, the program and what it printed.
 func Run(kind string, hs []specs.Hook, state *specs.State) error {
-	if len(hs) == 0 {
-		return nil
-	}
-	data, err := json.Marshal(state)
-	if err != nil {
-		return fmt.Errorf("encode state for %s hooks: %w", kind, err)
-	}
-	for i, h := range hs {
-		if err := runOne(h, data); err != nil {
-			return fmt.Errorf("%s hook #%d (%s): %w", kind, i, h.Path, err)
-		}
-	}
-	return nil
+	return run(kind, hs, state, false)
 }
 
 // RunAll runs every hook even when some fail, as the spec requires for
 // poststart and poststop hooks, and returns the failures joined.
 func RunAll(kind string, hs []specs.Hook, state *specs.State) error {
+	return run(kind, hs, state, true)
+}
+
+func run(kind string, hs []specs.Hook, state *specs.State, all bool) error {
 	if len(hs) == 0 {
 		return nil
 	}
@@ -47,6 +39,9 @@ func RunAll(kind string, hs []specs.Hook, state *specs.State) error {
 	for i, h := range hs {
 		if err := runOne(h, data); err != nil {
 			errs = append(errs, fmt.Errorf("%s hook #%d (%s): %w", kind, i, h.Path, err))
+			if !all {
+				break
+			}
 		}
 	}
 	return errors.Join(errs...)

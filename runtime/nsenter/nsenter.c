@@ -41,7 +41,7 @@ static int read_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t len)
+int hull_write_full(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
 	while (len > 0) {
@@ -56,12 +56,12 @@ static int write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static void send_msg(uint32_t type, int32_t value, const char *text)
+void hull_send_msg(uint32_t type, int32_t value, const char *text)
 {
 	struct hull_msg m = { .type = type, .value = value, .len = 0 };
 	if (text)
 		m.len = (uint32_t)strlen(text);
-	if (write_full(sync_fd, &m, sizeof(m)) < 0 || (m.len && write_full(sync_fd, text, m.len) < 0))
+	if (hull_write_full(sync_fd, &m, sizeof(m)) < 0 || (m.len && hull_write_full(sync_fd, text, m.len) < 0))
 		_exit(HULL_NSENTER_EXIT);
 }
 
@@ -72,7 +72,7 @@ static void bail(const char *what, const char *arg)
 	char buf[512];
 	int saved = errno;
 	snprintf(buf, sizeof(buf), "%s %s: %s", what, arg ? arg : "", strerror(saved));
-	send_msg(HULL_MSG_ERROR, saved, buf);
+	hull_send_msg(HULL_MSG_ERROR, saved, buf);
 	_exit(HULL_NSENTER_EXIT);
 }
 
@@ -158,7 +158,7 @@ __attribute__((constructor)) static void hull_nsenter(void)
 		if (unshare(CLONE_NEWUSER) < 0)
 			bail("unshare", "user namespace");
 		// Only a privileged parent may write arbitrary id maps.
-		send_msg(HULL_MSG_USERMAP, getpid(), NULL);
+		hull_send_msg(HULL_MSG_USERMAP, getpid(), NULL);
 		char ack;
 		if (read_full(sync_fd, &ack, 1) < 0 || ack != 'A')
 			_exit(HULL_NSENTER_EXIT);
@@ -174,7 +174,7 @@ __attribute__((constructor)) static void hull_nsenter(void)
 
 	if (h.cloneflags & CLONE_NEWTIME && *timens) {
 		int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write_full(fd, timens, strlen(timens)) < 0)
+		if (fd < 0 || hull_write_full(fd, timens, strlen(timens)) < 0)
 			bail("write", "/proc/self/timens_offsets");
 		close(fd);
 	}
@@ -188,11 +188,11 @@ __attribute__((constructor)) static void hull_nsenter(void)
 		if (child < 0)
 			bail("clone", "init");
 		if (child > 0) {
-			send_msg(HULL_MSG_PID, child, NULL);
+			hull_send_msg(HULL_MSG_PID, child, NULL);
 			_exit(0);
 		}
 	} else {
-		send_msg(HULL_MSG_PID, getpid(), NULL);
+		hull_send_msg(HULL_MSG_PID, getpid(), NULL);
 	}
 	// The container process never starts the Go runtime: stage 2 takes
 	// requests from the runtime and ends in execve.

@@ -55,4 +55,7 @@ struct hull_msg {
 };
 
 void hull_stage2(int fd);
+// Shared by the constructor and stage 2 (both talk over the sync socket).
+int hull_write_full(int fd, const void *buf, size_t len);
+void hull_send_msg(uint32_t type, int32_t value, const char *text);
 #endif

@@ -115,28 +115,6 @@ static char **get_strv(struct buf *b)
 	return v;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-	while (n > 0) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static void reply(uint32_t type, int32_t value, const char *text)
-{
-	struct hull_msg m = { .type = type, .value = value, .len = text ? (uint32_t)strlen(text) : 0 };
-	if (write_all(sock, &m, sizeof(m)) < 0 || (m.len && write_all(sock, text, m.len) < 0))
-		_exit(HULL_NSENTER_EXIT);
-}
-
 // fail reports an error and exits. Before `start` it goes to the runtime
 // over the socket; after, as JSON to the exec FIFO that `start` reads.
 static void fail(int err, const char *fmt, const char *arg)
@@ -154,9 +132,9 @@ static void fail(int err, const char *fmt, const char *arg)
 		}
 		esc[j] = 0;
 		int n = snprintf(out, sizeof(out), "{\"type\":\"error\",\"error\":\"%s\",\"errno\":%d}", esc, at_execve ? err : 0);
-		write_all(fifo, out, (size_t)n);
+		hull_write_full(fifo, out, (size_t)n);
 	} else {
-		reply(HULL_MSG_ERROR, at_execve ? err : 0, msg);
+		hull_send_msg(HULL_MSG_ERROR, at_execve ? err : 0, msg);
 	}
 	_exit(1);
 }
@@ -226,7 +204,7 @@ static void run_hooks(struct buf *b, const char *state)
 			_exit(127);
 		}
 		close(p[0]);
-		write_all(p[1], state, strlen(state));
+		hull_write_full(p[1], state, strlen(state));
 		close(p[1]);
 		struct timespec start, now;
 		clock_gettime(CLOCK_MONOTONIC, &start);
@@ -325,7 +303,7 @@ static void run_plan(struct buf *b, int fds[2])
 	if (flags & HULL_PLAN_WAIT_FIFO) {
 		if (dirfd < 0)
 			fail(EBADF, "no state directory%s: %s", "");
-		reply(HULL_MSG_OK, 0, NULL);
+		hull_send_msg(HULL_MSG_OK, 0, NULL);
 		// Block until `start` opens the FIFO for reading.
 		int f;
 		do {
@@ -335,7 +313,7 @@ static void run_plan(struct buf *b, int fds[2])
 			_exit(1);
 		close(dirfd);
 		fifo = f;
-		if (write_all(fifo, "0", 1) < 0)
+		if (hull_write_full(fifo, "0", 1) < 0)
 			_exit(1);
 		run_hooks(b, state);
 	}
@@ -414,7 +392,7 @@ static void run_plan(struct buf *b, int fds[2])
 		int fd = open("/proc/thread-self/attr/apparmor/exec", O_WRONLY | O_CLOEXEC);
 		if (fd < 0)
 			fd = open("/proc/thread-self/attr/exec", O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write_all(fd, cmd, (size_t)n) < 0)
+		if (fd < 0 || hull_write_full(fd, cmd, (size_t)n) < 0)
 			fail(errno, "apply AppArmor profile %s: %s", apparmor);
 		close(fd);
 	}
@@ -436,15 +414,15 @@ void hull_stage2(int fd)
 			char *data = get_str(&b);
 			char target[64];
 			if (b.bad || fds[0] < 0) {
-				reply(HULL_MSG_ERROR, EINVAL, "bad mount request");
+				hull_send_msg(HULL_MSG_ERROR, EINVAL, "bad mount request");
 				break;
 			}
 			// The host's /proc still names our descriptors at this point.
 			snprintf(target, sizeof(target), "/proc/self/fd/%d", fds[0]);
 			if (mount("proc", target, "proc", (unsigned long)flags, *data ? data : NULL) < 0)
-				reply(HULL_MSG_ERROR, errno, "mount proc");
+				hull_send_msg(HULL_MSG_ERROR, errno, "mount proc");
 			else
-				reply(HULL_MSG_OK, 0, NULL);
+				hull_send_msg(HULL_MSG_OK, 0, NULL);
 			close(fds[0]);
 			free(data);
 			break;
@@ -452,25 +430,25 @@ void hull_stage2(int fd)
 		case HULL_REQ_UNSHARE: {
 			uint32_t flags = get_u32(&b);
 			if (b.bad || unshare((int)flags) < 0)
-				reply(HULL_MSG_ERROR, b.bad ? EINVAL : errno, "unshare");
+				hull_send_msg(HULL_MSG_ERROR, b.bad ? EINVAL : errno, "unshare");
 			else
-				reply(HULL_MSG_OK, 0, NULL);
+				hull_send_msg(HULL_MSG_OK, 0, NULL);
 			break;
 		}
 		case HULL_REQ_CHDIR: {
 			char *path = get_str(&b);
 			if (b.bad || chdir(path) < 0)
-				reply(HULL_MSG_ERROR, b.bad ? EINVAL : errno, "chdir");
+				hull_send_msg(HULL_MSG_ERROR, b.bad ? EINVAL : errno, "chdir");
 			else
-				reply(HULL_MSG_OK, 0, NULL);
+				hull_send_msg(HULL_MSG_OK, 0, NULL);
 			free(path);
 			break;
 		}
 		case HULL_REQ_CHROOT:
 			if (chroot(".") < 0 || chdir("/") < 0)
-				reply(HULL_MSG_ERROR, errno, "chroot");
+				hull_send_msg(HULL_MSG_ERROR, errno, "chroot");
 			else
-				reply(HULL_MSG_OK, 0, NULL);
+				hull_send_msg(HULL_MSG_OK, 0, NULL);
 			break;
 		case HULL_REQ_PLAN:
 			run_plan(&b, fds); // does not return

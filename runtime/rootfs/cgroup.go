@@ -1,14 +1,14 @@
 package rootfs
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/cgroups"
 )
 
 // hierarchy is one cgroup filesystem mounted on the host.
@@ -20,83 +20,23 @@ type hierarchy struct {
 	key        string // the name /proc/self/cgroup uses: "memory", "name=systemd", ""
 }
 
-var v1Controllers = map[string]bool{
-	"cpu": true, "cpuacct": true, "cpuset": true, "memory": true, "devices": true,
-	"freezer": true, "net_cls": true, "net_prio": true, "blkio": true,
-	"perf_event": true, "hugetlb": true, "pids": true, "rdma": true, "misc": true,
-}
-
-// hostHierarchies lists the cgroup mounts under /sys/fs/cgroup.
+// hostHierarchies lists the cgroup hierarchies mounted on the host.
 func hostHierarchies() ([]hierarchy, error) {
-	f, err := os.Open("/proc/thread-self/mountinfo")
+	hs, err := cgroups.Hierarchies()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var hs []hierarchy
-	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range fields {
-			if x == "-" {
-				sep = i
-				break
+	out := make([]hierarchy, 0, len(hs))
+	for _, h := range hs {
+		v := hierarchy{mountPoint: h.Mountpoint, root: h.Root, v2: h.Controllers == nil}
+		if !v.v2 {
+			v.key = strings.Join(h.Controllers, ",")
+			v.options = v.key
+			if strings.HasPrefix(v.key, "name=") {
+				v.options = "none," + v.key
 			}
 		}
-		if sep < 6 || len(fields) < sep+4 {
-			continue
-		}
-		fstype, mp := fields[sep+1], unescape(fields[4])
-		if !strings.HasPrefix(mp, "/sys/fs/cgroup") || seen[mp] {
-			continue
-		}
-		h := hierarchy{mountPoint: mp, root: unescape(fields[3])}
-		switch fstype {
-		case "cgroup2":
-			h.v2 = true
-		case "cgroup":
-			var ctrls []string
-			for _, o := range strings.Split(fields[sep+3], ",") {
-				if v1Controllers[o] || strings.HasPrefix(o, "name=") {
-					ctrls = append(ctrls, o)
-				}
-			}
-			if len(ctrls) == 0 {
-				continue
-			}
-			h.key = strings.Join(ctrls, ",")
-			h.options = h.key
-			if strings.HasPrefix(h.key, "name=") {
-				h.options = "none," + h.key
-			}
-		default:
-			continue
-		}
-		seen[mp] = true
-		hs = append(hs, h)
-	}
-	return hs, sc.Err()
-}
-
-// containerCgroups reads the container process's /proc/<pid>/cgroup:
-// hierarchy key -> path.
-func containerCgroups(pid int) (map[string]string, error) {
-	path := "/proc/thread-self/cgroup"
-	if pid > 0 {
-		path = fmt.Sprintf("/proc/%d/cgroup", pid)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) == 3 {
-			out[parts[1]] = parts[2]
-		}
+		out = append(out, v)
 	}
 	return out, nil
 }
@@ -115,7 +55,7 @@ func (r *Root) mountCgroup(m *specs.Mount, o MountOpts) error {
 	if err != nil {
 		return fmt.Errorf("read cgroup hierarchies: %w", err)
 	}
-	own, err := containerCgroups(r.cfg.Pid)
+	own, err := cgroups.ProcessPaths(r.cfg.Pid)
 	if err != nil {
 		return fmt.Errorf("read own cgroups: %w", err)
 	}

@@ -11,12 +11,13 @@ package rootfs
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/mountinfo"
 )
 
 // Config is what Prepare and Finish need.
@@ -117,64 +118,23 @@ func makeParentPrivate(path string) error {
 }
 
 // mountPointOf finds the longest mount point containing path and its
-// optional (propagation) fields from the calling thread's mountinfo.
+// optional (propagation) fields, in the calling thread's mount namespace.
 func mountPointOf(path string) (string, string, error) {
-	data, err := os.ReadFile("/proc/thread-self/mountinfo")
+	ms, err := mountinfo.Read(nil)
 	if err != nil {
 		return "", "", err
 	}
 	best, bestOpt := "", ""
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 7 {
-			continue
-		}
-		mp := unescape(f[4])
+	for _, m := range ms {
+		mp := m.Mountpoint
 		if (path == mp || strings.HasPrefix(path, strings.TrimSuffix(mp, "/")+"/")) && len(mp) >= len(best) {
-			best = mp
-			var opt []string
-			for _, o := range f[6:] {
-				if o == "-" {
-					break
-				}
-				opt = append(opt, o)
-			}
-			bestOpt = strings.Join(opt, " ")
+			best, bestOpt = mp, strings.Join(m.Optional, " ")
 		}
 	}
 	if best == "" {
 		return "", "", fmt.Errorf("no mount point found for %s", path)
 	}
 	return best, bestOpt, nil
-}
-
-// unescape decodes mountinfo's octal escapes (\040 for space...).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			ok := true
-			for j := 1; j <= 3; j++ {
-				c := s[i+j]
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + (c - '0')
-			}
-			if ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func (r *Root) mount(m *specs.Mount) error {

@@ -27,15 +27,6 @@ func TestParseOptions(t *testing.T) {
 	}
 }
 
-func TestUnescape(t *testing.T) {
-	if got := unescape(`/a\040b\011c`); got != "/a b\tc" {
-		t.Errorf("unescape = %q", got)
-	}
-	if got := unescape(`/trailing\04`); got != `/trailing\04` {
-		t.Errorf("a short escape must stay as it is, got %q", got)
-	}
-}
-
 // Symlinks in the tree, relative or absolute, resolve inside it.
 func TestInRootResolutionStaysInside(t *testing.T) {
 	root := t.TempDir()
