@@ -14,6 +14,7 @@ deps:
 build: deps
 	@mkdir -p bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hull-runc ./cmd/hull-runc
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hull ./cmd/hull
 
 # The main job: a busybox container through hull-runc, no internet needed.
 demo: build

@@ -32,7 +32,7 @@ type NewImage struct {
 // Import makes a one-layer image from a root filesystem tar (plain, gzip
 // or zstd), as `docker import` does. The layer is kept uncompressed, so
 // its blob digest is its diff ID.
-func (s *Store) Import(r io.Reader, opts NewImage, prog *progress.Reporter) (*meta.Image, error) {
+func (s *Store) Import(r io.Reader, opts NewImage, prog *progress.Reporter) (_ *meta.Image, retErr error) {
 	names := make([]string, 0, len(opts.Names))
 	for _, n := range opts.Names {
 		ref, err := ParseReference(n)
@@ -51,7 +51,7 @@ func (s *Store) Import(r io.Reader, opts NewImage, prog *progress.Reporter) (*me
 	if err := s.DB.Update(func(tx *meta.Tx) error { return tx.PutLease(lease) }); err != nil {
 		return nil, err
 	}
-	defer s.DB.Update(func(tx *meta.Tx) error { return tx.DeleteLease(lease.ID) })
+	defer func() { s.releaseLease(lease, retErr != nil) }()
 
 	plain, _, err := archive.Decompress(bufio.NewReaderSize(r, 1<<20))
 	if err != nil {

@@ -66,7 +66,7 @@ func newLeaseID() string {
 // references and its names. A failure at any step leaves the store as it
 // was, but for verified blobs and layers that the next garbage collection
 // drops if nothing claims them.
-func (s *Store) ingest(in *incoming, prog *progress.Reporter) (*meta.Image, error) {
+func (s *Store) ingest(in *incoming, prog *progress.Reporter) (_ *meta.Image, retErr error) {
 	var cfg dockerspec.DockerOCIImage
 	if err := json.Unmarshal(in.config, &cfg); err != nil {
 		return nil, fmt.Errorf("image config: %w", err)
@@ -108,7 +108,7 @@ func (s *Store) ingest(in *incoming, prog *progress.Reporter) (*meta.Image, erro
 	if err := s.DB.Update(func(tx *meta.Tx) error { return tx.PutLease(lease) }); err != nil {
 		return nil, err
 	}
-	defer s.DB.Update(func(tx *meta.Tx) error { return tx.DeleteLease(lease.ID) })
+	defer func() { s.releaseLease(lease, retErr != nil) }()
 
 	if _, err := s.Content.PutBytes(in.config); err != nil {
 		return nil, fmt.Errorf("store config: %w", err)
@@ -177,6 +177,34 @@ func (s *Store) ingest(in *incoming, prog *progress.Reporter) (*meta.Image, erro
 		return nil, err
 	}
 	return img, nil
+}
+
+// releaseLease ends a lease. When the work failed, the blobs and layers it
+// protected that nothing else holds are deleted at once, so a failed
+// operation leaves the store exactly as it found it.
+func (s *Store) releaseLease(lease *meta.Lease, failed bool) {
+	cleanup := func() {}
+	s.DB.Update(func(tx *meta.Tx) error {
+		if err := tx.DeleteLease(lease.ID); err != nil || !failed {
+			return err
+		}
+		keep, err := s.referencedBlobs(tx)
+		if err != nil {
+			return err
+		}
+		for _, d := range lease.Blobs {
+			if !keep[d] {
+				s.Content.Delete(d)
+			}
+		}
+		gone, err := layer.DropUnused(tx, lease.Layers)
+		if err != nil {
+			return err
+		}
+		cleanup = s.Layers.Retire(gone)
+		return nil
+	})
+	cleanup()
 }
 
 func appendUnique(list []string, add ...string) []string {

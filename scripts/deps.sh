@@ -12,10 +12,14 @@ declare -A want=(
 	[make]=/usr/bin/make
 	[iproute2]=/usr/sbin/ip
 	[procps]=/usr/bin/ps
+	[skopeo]=/usr/bin/skopeo
+	[docker-registry]=/usr/bin/docker-registry
 )
 if [[ "${1:-}" == "--bench" ]]; then
 	want[crun]=/usr/bin/crun
 	want[hyperfine]=/usr/bin/hyperfine
+	want[podman]=/usr/bin/podman
+	want[umoci]=/usr/bin/umoci
 fi
 
 missing=()

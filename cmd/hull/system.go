@@ -180,7 +180,7 @@ func newSystemCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newDfCmd(), newSystemPruneCmd(), newInfoCmd())
+	cmd.AddCommand(newDfCmd(), newSystemPruneCmd(), newInfoCmd(), newCheckCmd())
 	return cmd
 }
 
@@ -254,4 +254,29 @@ func newSystemPruneCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
 	cmd.Flags().BoolVar(&volumes, "volumes", false, "prune volumes")
 	return cmd
+}
+
+func newCheckCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Verify every blob's digest and the consistency of the image store",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := openStore()
+			if err != nil {
+				return err
+			}
+			problems, err := s.Check()
+			if err != nil {
+				return err
+			}
+			for _, p := range problems {
+				fmt.Fprintln(cmd.OutOrStdout(), p)
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("%d problems found in %s", len(problems), s.Root())
+			}
+			return nil
+		},
+	}
 }

@@ -351,6 +351,40 @@ func Unref(tx *meta.Tx, top digest.Digest) ([]*meta.Layer, error) {
 	return gone, nil
 }
 
+// DropUnused deletes, inside tx, the records of the given layers that no
+// image, root filesystem, child layer or live lease holds (the leftovers of
+// a failed operation), children first. It returns them for Retire.
+func DropUnused(tx *meta.Tx, chainIDs []digest.Digest) ([]*meta.Layer, error) {
+	all, err := tx.Layers()
+	if err != nil {
+		return nil, err
+	}
+	children := map[digest.Digest]int{}
+	for _, l := range all {
+		if l.Parent != "" {
+			children[l.Parent]++
+		}
+	}
+	var gone []*meta.Layer
+	for i := len(chainIDs) - 1; i >= 0; i-- {
+		l, err := tx.Layer(chainIDs[i])
+		if err != nil {
+			continue
+		}
+		if l.Refs > 0 || children[l.ChainID] > 0 || leased(tx, l.ChainID) {
+			continue
+		}
+		if err := tx.DeleteLayer(l.ChainID); err != nil {
+			return nil, err
+		}
+		if l.Parent != "" {
+			children[l.Parent]--
+		}
+		gone = append(gone, l)
+	}
+	return gone, nil
+}
+
 func leased(tx *meta.Tx, chainID digest.Digest) bool {
 	leases, _ := tx.Leases()
 	for _, l := range leases {

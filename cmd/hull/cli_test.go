@@ -1,0 +1,484 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hullproject/hull/image"
+	"github.com/hullproject/hull/internal/registrytest"
+)
+
+// hullBin is the hull binary the tests build once and run as users would.
+var hullBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hull-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hullBin = filepath.Join(dir, "hull")
+	out, err := exec.Command("go", "build", "-o", hullBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build hull: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// hull runs the binary on a store.
+func hull(t *testing.T, root string, args ...string) result {
+	t.Helper()
+	return hullIn(t, root, nil, args...)
+}
+
+func hullIn(t *testing.T, root string, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(hullBin, append([]string{"--root", root}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("hull %v: %v", args, err)
+	}
+	return r
+}
+
+// must runs hull and fails the test unless it exits 0.
+func must(t *testing.T, root string, args ...string) string {
+	t.Helper()
+	r := hull(t, root, args...)
+	if r.code != 0 {
+		t.Fatalf("hull %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// newRoot is a store directory for one test; root filesystems it may hold
+// are unmounted when the test ends.
+func newRoot(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "store")
+	return root
+}
+
+func bootstrapRoot(t *testing.T) string {
+	t.Helper()
+	root := newRoot(t)
+	must(t, root, "image", "bootstrap", "busybox")
+	return root
+}
+
+// checkStore opens the store in-process and fails on any inconsistency.
+func checkStore(t *testing.T, root string) {
+	t.Helper()
+	s, err := image.Open(root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := s.Check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
+
+// storeState lists a store's images, names and blobs, to compare before and
+// after an operation that must not change it.
+func storeState(t *testing.T, root string) string {
+	t.Helper()
+	images := must(t, root, "images", "-a", "--no-trunc", "--digests", "--format", "{{.Repository}}:{{.Tag}} {{.ID}} {{.Digest}}")
+	ents, _ := os.ReadDir(filepath.Join(root, "content", "blobs", "sha256"))
+	var blobs []string
+	for _, e := range ents {
+		blobs = append(blobs, e.Name())
+	}
+	ingest, _ := os.ReadDir(filepath.Join(root, "content", "ingest"))
+	layers, _ := os.ReadDir(filepath.Join(root, "storage", "layers"))
+	return fmt.Sprintf("%s\nblobs %v\ningest %d\nlayers %d", images, blobs, len(ingest), len(layers))
+}
+
+func TestVersionAndInfo(t *testing.T) {
+	root := bootstrapRoot(t)
+	if out := must(t, root, "--version"); !strings.HasPrefix(out, "hull version ") {
+		t.Errorf("--version: %q", out)
+	}
+	out := must(t, root, "info")
+	for _, want := range []string{"Storage Driver: overlay", "Images: 1", "Containers: 0", "Cgroup Version:", "Kernel Version:", "Hull Root Dir: " + root} {
+		if !strings.Contains(out, want) {
+			t.Errorf("info lacks %q:\n%s", want, out)
+		}
+	}
+	if out := must(t, root, "info", "--format", "{{.Driver}} {{.Images}}"); out != "overlay 1\n" {
+		t.Errorf("info --format: %q", out)
+	}
+	// HULL_ROOT selects the store too.
+	r := hullIn(t, "", nil, "--help")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	cmd := exec.Command(hullBin, "images", "-q")
+	cmd.Env = append(os.Environ(), "HULL_ROOT="+root)
+	if out, err := cmd.Output(); err != nil || len(strings.Fields(string(out))) != 1 {
+		t.Errorf("HULL_ROOT: %q %v", out, err)
+	}
+}
+
+func TestImagesOutput(t *testing.T) {
+	root := bootstrapRoot(t)
+	must(t, root, "tag", "busybox", "example.com/team/tools:1.0")
+	tarball := filepath.Join(t.TempDir(), "rootfs.tar")
+	if err := exec.Command("tar", "-cf", tarball, "-C", "/usr/share/doc", "tar").Run(); err != nil {
+		t.Fatal(err)
+	}
+	imported := strings.TrimSpace(must(t, root, "import", "--change", "CMD [\"/bin/true\"]", tarball))
+	if !strings.HasPrefix(imported, "sha256:") {
+		t.Fatalf("import printed %q", imported)
+	}
+
+	out := must(t, root, "images")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("images:\n%s", out)
+	}
+	if strings.Join(strings.Fields(lines[0]), " ") != "REPOSITORY TAG IMAGE ID CREATED SIZE" {
+		t.Errorf("header: %q", lines[0])
+	}
+	if !strings.Contains(out, "<none>") || !strings.Contains(out, "example.com/team/tools") {
+		t.Errorf("images:\n%s", out)
+	}
+	ids := strings.Fields(must(t, root, "images", "-q"))
+	if len(ids) != 2 || len(ids[0]) != 12 {
+		t.Errorf("images -q: %v", ids)
+	}
+	if got := must(t, root, "images", "--filter", "dangling=true", "-q", "--no-trunc"); strings.TrimSpace(got) != imported {
+		t.Errorf("dangling: %q, want %s", got, imported)
+	}
+	got := must(t, root, "images", "--filter", "reference=busy*", "--format", "{{.Repository}}:{{.Tag}}")
+	if got != "busybox:latest\n" {
+		t.Errorf("reference filter: %q", got)
+	}
+	if got := must(t, root, "images", "example.com/team/tools", "--format", "{{.Tag}}"); got != "1.0\n" {
+		t.Errorf("images REPOSITORY: %q", got)
+	}
+	got = must(t, root, "images", "--format", "table {{.Repository}}\t{{.Size}}", "--filter", "dangling=false")
+	if !strings.HasPrefix(got, "REPOSITORY") || strings.Count(got, "\n") != 3 {
+		t.Errorf("table format:\n%s", got)
+	}
+	var row map[string]any
+	js := must(t, root, "images", "--format", "json", "--filter", "reference=busybox")
+	if err := json.Unmarshal([]byte(js), &row); err != nil || row["Repository"] != "busybox" {
+		t.Errorf("json format: %q %v", js, err)
+	}
+	if out := must(t, root, "images", "--digests"); !strings.Contains(out, "DIGEST") {
+		t.Errorf("--digests:\n%s", out)
+	}
+
+	// inspect, history, tag removal.
+	var ins []map[string]any
+	if err := json.Unmarshal([]byte(must(t, root, "image", "inspect", "busybox")), &ins); err != nil || len(ins) != 1 {
+		t.Fatalf("inspect: %v", err)
+	}
+	cfg := ins[0]["Config"].(map[string]any)
+	if ins[0]["Os"] != "linux" || fmt.Sprint(cfg["Cmd"]) != "[sh]" || ins[0]["GraphDriver"].(map[string]any)["Name"] != "overlay" {
+		t.Errorf("inspect: %v", ins[0])
+	}
+	tags := must(t, root, "inspect", "--format", "{{json .RepoTags}}", "busybox")
+	if tags != "[\"busybox:latest\",\"example.com/team/tools:1.0\"]\n" {
+		t.Errorf("RepoTags: %q", tags)
+	}
+	hist := must(t, root, "history", "busybox")
+	if !strings.HasPrefix(hist, "IMAGE") || !strings.Contains(hist, "hull image bootstrap busybox") {
+		t.Errorf("history:\n%s", hist)
+	}
+	out = must(t, root, "rmi", "example.com/team/tools:1.0")
+	if out != "Untagged: example.com/team/tools:1.0\n" {
+		t.Errorf("rmi of one of two names: %q", out)
+	}
+	out = must(t, root, "image", "prune", "-f")
+	if !strings.Contains(out, "deleted: "+imported) || !strings.Contains(out, "Total reclaimed space:") {
+		t.Errorf("prune:\n%s", out)
+	}
+	if out := must(t, root, "system", "df"); !strings.Contains(out, "Images          1") {
+		t.Errorf("df:\n%s", out)
+	}
+	checkStore(t, root)
+}
+
+func TestBadInputExit125AndStoreUnchanged(t *testing.T) {
+	root := bootstrapRoot(t)
+	before := storeState(t, root)
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.tar")
+	os.WriteFile(garbage, bytes.Repeat([]byte("not a tar "), 1000), 0o644)
+	saved := filepath.Join(dir, "saved.tar")
+	must(t, root, "save", "-o", saved, "busybox")
+	raw, _ := os.ReadFile(saved)
+	truncated := filepath.Join(dir, "truncated.tar")
+	os.WriteFile(truncated, raw[:len(raw)-len(raw)/3], 0o644)
+
+	cases := [][]string{
+		{"pull", "Not::A::Ref"},
+		{"pull", "--tls-verify=false", "127.0.0.1:1/nothing/here:latest"},
+		{"push", "--tls-verify=false", "127.0.0.1:1/nothing:latest"},
+		{"load", "-i", filepath.Join(dir, "missing.tar")},
+		{"load", "-i", garbage},
+		{"load", "-i", truncated},
+		{"rmi", "nosuchimage"},
+		{"tag", "nosuchimage", "x:1"},
+		{"tag", "busybox", "UPPER:case"},
+		{"save", "-o", filepath.Join(dir, "x.tar"), "nosuchimage"},
+		{"save", "--format", "zip", "-o", filepath.Join(dir, "y.tar"), "busybox"},
+		{"images", "--filter", "color=blue"},
+		{"image", "bootstrap", "alpine"},
+		{"import", filepath.Join(dir, "missing.tar")},
+		{"import", "--change", "FROM scratch", garbage},
+		{"--log-level", "loud", "images"},
+		{"images", "--no-such-flag"},
+	}
+	for _, args := range cases {
+		r := hull(t, root, args...)
+		if r.code != exitEngine {
+			t.Errorf("hull %s: exit %d, want 125\n%s", strings.Join(args, " "), r.code, r.stderr)
+			continue
+		}
+		msg := strings.TrimSpace(r.stderr)
+		if !strings.HasPrefix(msg, "Error: ") || (strings.Count(msg, "\n") > 0 && args[0] != "images") {
+			t.Errorf("hull %s: error is not one line: %q", strings.Join(args, " "), r.stderr)
+		}
+	}
+	for _, f := range []string{"x.tar", "y.tar"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("a failed save left %s", f)
+		}
+	}
+	if after := storeState(t, root); after != before {
+		t.Errorf("store changed:\n%s\n---\n%s", before, after)
+	}
+	checkStore(t, root)
+}
+
+func TestRegistryPushPullAndSkopeo(t *testing.T) {
+	reg := registrytest.Start(t)
+	src := bootstrapRoot(t)
+	ref := reg.Host + "/hull/busybox:1.0"
+	must(t, src, "tag", "busybox", ref)
+	out := must(t, src, "push", "--tls-verify=false", ref)
+	if !strings.Contains(out, "1.0: digest: sha256:") {
+		t.Errorf("push output:\n%s", out)
+	}
+	pushed := strings.Fields(out[strings.Index(out, "digest: "):])[1]
+	srcID := strings.TrimSpace(must(t, src, "inspect", "--format", "{{.Id}}", ref))
+
+	dst := newRoot(t)
+	out = must(t, dst, "pull", "--tls-verify=false", ref)
+	if !strings.Contains(out, "Status: Downloaded newer image for "+ref) || !strings.HasSuffix(out, ref+"\n") {
+		t.Errorf("pull output:\n%s", out)
+	}
+	if id := strings.TrimSpace(must(t, dst, "inspect", "--format", "{{.Id}}", ref)); id != srcID {
+		t.Errorf("pulled ID %s, pushed %s", id, srcID)
+	}
+	if out := must(t, dst, "pull", "--tls-verify=false", ref); !strings.Contains(out, "Image is up to date") {
+		t.Errorf("second pull:\n%s", out)
+	}
+	digests := must(t, dst, "inspect", "--format", "{{json .RepoDigests}}", ref)
+	if !strings.Contains(digests, reg.Host+"/hull/busybox@"+pushed) {
+		t.Errorf("RepoDigests %s lack %s", digests, pushed)
+	}
+	// By digest too.
+	byDigest := reg.Host + "/hull/busybox@" + pushed
+	if out := must(t, newRoot(t), "pull", "--tls-verify=false", byDigest); !strings.Contains(out, pushed) {
+		t.Errorf("pull by digest:\n%s", out)
+	}
+
+	// skopeo reads what hull pushed.
+	sk, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "docker://"+ref).Output()
+	if err != nil {
+		t.Fatalf("skopeo inspect: %v", err)
+	}
+	var info struct {
+		Digest string
+		Layers []string
+	}
+	if err := json.Unmarshal(sk, &info); err != nil || info.Digest != pushed || len(info.Layers) != 1 {
+		t.Errorf("skopeo inspect: %s (%v)", sk, err)
+	}
+
+	// skopeo accepts what hull saved; hull loads what skopeo wrote.
+	dir := t.TempDir()
+	saved := filepath.Join(dir, "saved.tar")
+	must(t, src, "save", "-o", saved, "busybox")
+	if out, err := exec.Command("skopeo", "copy", "docker-archive:"+saved, "oci:"+filepath.Join(dir, "layout")+":bb").CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy docker-archive: %v\n%s", err, out)
+	}
+	ociArchive := filepath.Join(dir, "skopeo-oci.tar")
+	if out, err := exec.Command("skopeo", "copy", "docker-archive:"+saved, "oci-archive:"+ociArchive+":example.com/from/skopeo:2").CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy to oci-archive: %v\n%s", err, out)
+	}
+	fresh := newRoot(t)
+	out = must(t, fresh, "load", "-i", ociArchive)
+	if !strings.Contains(out, "Loaded image: example.com/from/skopeo:2") {
+		t.Errorf("load of skopeo's OCI archive:\n%s", out)
+	}
+	out = must(t, fresh, "load", "-i", filepath.Join(dir, "layout"))
+	if !strings.Contains(out, "Loaded image") {
+		t.Errorf("load of an OCI layout directory:\n%s", out)
+	}
+	// hull's OCI archive keeps the image ID and is read by skopeo too.
+	ociSaved := filepath.Join(dir, "hull-oci.tar")
+	must(t, src, "save", "--format", "oci-archive", "-o", ociSaved, "busybox")
+	if out, err := exec.Command("skopeo", "inspect", "oci-archive:"+ociSaved).CombinedOutput(); err != nil {
+		t.Errorf("skopeo inspect of hull's OCI archive: %v\n%s", err, out)
+	}
+	other := newRoot(t)
+	must(t, other, "load", "-i", ociSaved)
+	if id := strings.TrimSpace(must(t, other, "inspect", "--format", "{{.Id}}", "busybox")); id != srcID {
+		t.Errorf("OCI archive round trip: ID %s, want %s", id, srcID)
+	}
+	for _, r := range []string{src, dst, fresh, other} {
+		checkStore(t, r)
+	}
+}
+
+func TestLoginLogoutKeepsDockerConfig(t *testing.T) {
+	reg := registrytest.Start(t)
+	root := newRoot(t)
+	authfile := filepath.Join(t.TempDir(), "config.json")
+	// Other settings in the file survive.
+	os.WriteFile(authfile, []byte(`{"detachKeys":"ctrl-x"}`), 0o600)
+	r := hullIn(t, root, nil, "login", "--authfile", authfile, "-u", "alice", "-p", "secret", reg.Host)
+	if r.code != 0 || !strings.Contains(r.stdout, "Login Succeeded") {
+		t.Fatalf("login: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	var cfg struct {
+		Auths      map[string]struct{ Auth string } `json:"auths"`
+		DetachKeys string                           `json:"detachKeys"`
+	}
+	raw, _ := os.ReadFile(authfile)
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	// base64("alice:secret")
+	if cfg.Auths[reg.Host].Auth != "YWxpY2U6c2VjcmV0" || cfg.DetachKeys != "ctrl-x" {
+		t.Errorf("config.json after login: %s", raw)
+	}
+	if out := must(t, root, "logout", "--authfile", authfile, reg.Host); !strings.Contains(out, "Removing login credentials") {
+		t.Errorf("logout: %q", out)
+	}
+	raw, _ = os.ReadFile(authfile)
+	if strings.Contains(string(raw), "YWxpY2U6c2VjcmV0") || !strings.Contains(string(raw), "ctrl-x") {
+		t.Errorf("config.json after logout: %s", raw)
+	}
+	if out := must(t, root, "logout", "--authfile", authfile, reg.Host); !strings.Contains(out, "Not logged in") {
+		t.Errorf("second logout: %q", out)
+	}
+	if r := hull(t, root, "login", "--authfile", authfile, "-u", "bob", "-p", "x", "127.0.0.1:1"); r.code != exitEngine {
+		t.Errorf("login to a registry that is down: exit %d", r.code)
+	}
+}
+
+func TestProgressBarsOnTerminalPlainInPipe(t *testing.T) {
+	root := bootstrapRoot(t)
+	saved := filepath.Join(t.TempDir(), "bb.tar")
+	must(t, root, "save", "-o", saved, "busybox")
+	piped := must(t, newRoot(t), "load", "-i", saved)
+	if strings.Contains(piped, "\x1b[") {
+		t.Errorf("escape sequences in a pipe: %q", piped)
+	}
+	if !strings.Contains(piped, "Loading layer complete") || !strings.Contains(piped, "Loaded image: busybox:latest") {
+		t.Errorf("piped load:\n%s", piped)
+	}
+	// script(1) gives the command a terminal.
+	line := fmt.Sprintf("%s --root %s load -i %s", hullBin, newRoot(t), saved)
+	out, err := exec.Command("script", "-qec", line, "/dev/null").Output()
+	if err != nil {
+		t.Fatalf("script: %v", err)
+	}
+	if !strings.Contains(string(out), "\x1b[") || !strings.Contains(string(out), "Loaded image: busybox:latest") {
+		t.Errorf("no bars on a terminal: %q", out)
+	}
+	if q := must(t, newRoot(t), "load", "-q", "-i", saved); q != "Loaded image: busybox:latest\n" {
+		t.Errorf("load -q: %q", q)
+	}
+}
+
+// TestConcurrentProcesses runs pulls, loads, tags and removals from many
+// processes on one store at once, then checks every blob and record.
+func TestConcurrentProcesses(t *testing.T) {
+	reg := registrytest.Start(t)
+	seed := bootstrapRoot(t)
+	ref := reg.Host + "/conc/busybox:1"
+	must(t, seed, "tag", "busybox", ref)
+	must(t, seed, "push", "--tls-verify=false", "-q", ref)
+	tarball := filepath.Join(t.TempDir(), "rootfs.tar")
+	if err := exec.Command("tar", "-cf", tarball, "-C", "/usr/share/doc", "tar", "gzip").Run(); err != nil {
+		t.Fatal(err)
+	}
+	must(t, seed, "import", tarball, "other:1")
+	saved := filepath.Join(t.TempDir(), "both.tar")
+	must(t, seed, "save", "-o", saved, "busybox", "other:1")
+
+	root := newRoot(t)
+	must(t, root, "image", "bootstrap", "busybox")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	run := func(args ...string) {
+		defer wg.Done()
+		r := hull(t, root, args...)
+		if r.code != 0 {
+			mu.Lock()
+			failures = append(failures, fmt.Sprintf("%v: %d %s", args, r.code, strings.TrimSpace(r.stderr)))
+			mu.Unlock()
+		}
+	}
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 3; i++ {
+			wg.Add(5)
+			go run("pull", "-q", "--tls-verify=false", ref)
+			go run("load", "-q", "-i", saved)
+			go run("tag", "busybox", fmt.Sprintf("tagged:%d-%d", round, i))
+			go run("rmi", fmt.Sprintf("tagged:%d-%d", round, i-1))
+			go run("image", "prune", "-f")
+		}
+		wg.Wait()
+	}
+	// Removals of tags not made yet fail, as they should; nothing else may.
+	for _, f := range failures {
+		if !strings.Contains(f, "rmi") || !strings.Contains(f, "No such image") && !strings.Contains(f, "no such image") {
+			t.Errorf("%s", f)
+		}
+	}
+	checkStore(t, root)
+	names := strings.Fields(must(t, root, "images", "--format", "{{.Repository}}:{{.Tag}}"))
+	sort.Strings(names)
+	for _, want := range []string{"busybox:latest", "other:1", ref} {
+		if i := sort.SearchStrings(names, want); i == len(names) || names[i] != want {
+			t.Errorf("image %s missing after the run: %v", want, names)
+		}
+	}
+}
