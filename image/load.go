@@ -108,6 +108,10 @@ func (s *Store) openArchive(src string, stdin io.Reader) (*os.File, func(), erro
 		spool.Close()
 		return nil, nil, fmt.Errorf("read archive: %w", err)
 	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		spool.Close()
+		return nil, nil, err
+	}
 	return spool, func() { spool.Close() }, nil
 }
 

@@ -14,11 +14,11 @@ declare -A want=(
 	[procps]=/usr/bin/ps
 	[skopeo]=/usr/bin/skopeo
 	[docker-registry]=/usr/bin/docker-registry
+	[podman]=/usr/bin/podman
 )
 if [[ "${1:-}" == "--bench" ]]; then
 	want[crun]=/usr/bin/crun
 	want[hyperfine]=/usr/bin/hyperfine
-	want[podman]=/usr/bin/podman
 	want[umoci]=/usr/bin/umoci
 fi
 

@@ -482,3 +482,150 @@ func TestConcurrentProcesses(t *testing.T) {
 		}
 	}
 }
+
+// podman runs Podman on a private store, with the rlimits these machines
+// allow (see the peers' notes), and removes that store when the test ends.
+func podman(t *testing.T) func(args ...string) ([]byte, error) {
+	t.Helper()
+	// Podman refuses a runroot longer than 50 characters.
+	dir, err := os.MkdirTemp("", "pm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "containers.conf")
+	os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n[engine]\nruntime = \"runc\"\n"), 0o644)
+	root, run := filepath.Join(dir, "root"), filepath.Join(dir, "run")
+	base := []string{"--root", root, "--runroot", run, "--storage-driver", "vfs"}
+	t.Cleanup(func() {
+		c := exec.Command("podman", append(base, "system", "reset", "-f")...)
+		c.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
+		c.Run()
+		exec.Command("umount", "-R", "-l", dir).Run()
+		os.RemoveAll(dir)
+	})
+	return func(args ...string) ([]byte, error) {
+		c := exec.Command("podman", append(base, args...)...)
+		c.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
+		return c.CombinedOutput()
+	}
+}
+
+func TestPodmanLoadsHullSaveAndHullLoadsPodmanSave(t *testing.T) {
+	root := bootstrapRoot(t)
+	id := strings.TrimSpace(must(t, root, "inspect", "--format", "{{.Id}}", "busybox"))
+	dir := t.TempDir()
+	saved := filepath.Join(dir, "hull.tar")
+	must(t, root, "save", "-o", saved, "busybox")
+	pm := podman(t)
+	if out, err := pm("load", "-i", saved); err != nil || !strings.Contains(string(out), "busybox:latest") {
+		t.Fatalf("podman load of hull's docker-archive: %v\n%s", err, out)
+	}
+	out, err := pm("image", "inspect", "--format", "{{.Id}}", "busybox:latest")
+	if err != nil || "sha256:"+strings.TrimSpace(string(out)) != id {
+		t.Errorf("podman sees image %s (%v), hull saved %s", out, err, id)
+	}
+	// And back: podman's docker-archive (the classic layout docker save
+	// writes: <id>/layer.tar, <config>.json) and its OCI archive.
+	for _, format := range []string{"docker-archive", "oci-archive"} {
+		file := filepath.Join(dir, "podman-"+format+".tar")
+		if out, err := pm("save", "--format", format, "-o", file, "busybox:latest"); err != nil {
+			t.Fatalf("podman save %s: %v\n%s", format, err, out)
+		}
+		fresh := newRoot(t)
+		out := must(t, fresh, "load", "-i", file)
+		if !strings.Contains(out, "Loaded image: busybox:latest") {
+			t.Errorf("load of podman's %s:\n%s", format, out)
+		}
+		if got := strings.TrimSpace(must(t, fresh, "inspect", "--format", "{{.Id}}", "busybox")); got != id {
+			t.Errorf("%s from podman: ID %s, want %s", format, got, id)
+		}
+		checkStore(t, fresh)
+	}
+}
+
+func TestCompressedLayersAndArchives(t *testing.T) {
+	reg := registrytest.Start(t)
+	root := bootstrapRoot(t)
+	id := strings.TrimSpace(must(t, root, "inspect", "--format", "{{.Id}}", "busybox"))
+	dir := t.TempDir()
+	saved := filepath.Join(dir, "bb.tar")
+	must(t, root, "save", "-o", saved, "busybox")
+	// skopeo pushes with gzip and zstd layers; hull pulls both.
+	for _, comp := range []string{"gzip", "zstd"} {
+		ref := reg.Host + "/comp/" + comp + ":1"
+		out, err := exec.Command("skopeo", "copy", "--dest-tls-verify=false", "--dest-compress", "--dest-compress-format", comp,
+			"docker-archive:"+saved, "docker://"+ref).CombinedOutput()
+		if err != nil {
+			t.Fatalf("skopeo copy %s: %v\n%s", comp, err, out)
+		}
+		fresh := newRoot(t)
+		must(t, fresh, "pull", "--tls-verify=false", ref)
+		if got := strings.TrimSpace(must(t, fresh, "inspect", "--format", "{{.Id}}", ref)); got == "" {
+			t.Errorf("%s: no image", comp)
+		}
+		var diff []string
+		json.Unmarshal([]byte(must(t, fresh, "inspect", "--format", "{{json .RootFS.Layers}}", ref)), &diff)
+		var want []string
+		json.Unmarshal([]byte(must(t, root, "inspect", "--format", "{{json .RootFS.Layers}}", "busybox")), &want)
+		if strings.Join(diff, ",") != strings.Join(want, ",") {
+			t.Errorf("%s layer diff IDs %v, want %v", comp, diff, want)
+		}
+		checkStore(t, fresh)
+		// Saving a compressed image writes plain layers that load back.
+		again := filepath.Join(dir, comp+".tar")
+		must(t, fresh, "save", "-o", again, ref)
+		must(t, newRoot(t), "load", "-i", again)
+	}
+	// A gzip-compressed archive on standard input, as `docker save | gzip`.
+	gz := filepath.Join(dir, "bb.tar.gz")
+	if err := exec.Command("sh", "-c", "gzip -c "+saved+" > "+gz).Run(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newRoot(t)
+	cmd := exec.Command(hullBin, "--root", fresh, "load")
+	f, _ := os.Open(gz)
+	defer f.Close()
+	cmd.Stdin = f
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Loaded image: busybox:latest") {
+		t.Fatalf("load from stdin: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(must(t, fresh, "inspect", "--format", "{{.Id}}", "busybox")); got != id {
+		t.Errorf("gzip archive: ID %s, want %s", got, id)
+	}
+	// Save to stdout.
+	out, err := exec.Command(hullBin, "--root", root, "save", "busybox").Output()
+	if err != nil || len(out) < 1<<20 {
+		t.Errorf("save to stdout: %d bytes, %v", len(out), err)
+	}
+}
+
+func TestFullDiskLeavesStoreAsItWas(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "store")
+	os.Mkdir(root, 0o755)
+	// A small filesystem that holds busybox but not a second, bigger image.
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", root).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", root).Run() })
+	must(t, root, "image", "bootstrap", "busybox")
+	before := storeState(t, root)
+	big := filepath.Join(dir, "big.tar")
+	// 8 MB of incompressible data: blob and layer need 16 MB.
+	if err := exec.Command("sh", "-c", "mkdir -p "+dir+"/big && head -c 8000000 /dev/urandom > "+dir+"/big/data && tar -cf "+big+" -C "+dir+"/big data").Run(); err != nil {
+		t.Fatal(err)
+	}
+	r := hull(t, root, "import", big, "big:1")
+	if r.code != exitEngine || !strings.Contains(r.stderr, "no space left on device") {
+		t.Fatalf("import on a full disk: exit %d, %s", r.code, r.stderr)
+	}
+	if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("error is not one line: %q", r.stderr)
+	}
+	if after := storeState(t, root); after != before {
+		t.Errorf("store changed:\n%s\n---\n%s", before, after)
+	}
+	checkStore(t, root)
+	// The space is back: what fits still works.
+	must(t, root, "tag", "busybox", "still:works")
+}
