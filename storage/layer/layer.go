@@ -442,20 +442,29 @@ func (s *Store) Collect() (int64, error) {
 		}
 		// Reference counts can be rebuilt from the images and root
 		// filesystems; trust them but never drop a layer a child needs.
-		parents := map[digest.Digest]bool{}
-		for _, l := range layers {
-			if l.Parent != "" {
-				parents[l.Parent] = true
+		// A parent whose last child goes becomes free too: repeat until
+		// a pass drops nothing, so an unused chain goes in one run.
+		for dropped := true; dropped; {
+			dropped = false
+			parents := map[digest.Digest]bool{}
+			for _, l := range layers {
+				if l.Parent != "" {
+					parents[l.Parent] = true
+				}
 			}
-		}
-		for _, l := range layers {
-			if l.Refs > 0 || parents[l.ChainID] || leased(tx, l.ChainID) {
-				continue
+			var kept []*meta.Layer
+			for _, l := range layers {
+				if l.Refs > 0 || parents[l.ChainID] || leased(tx, l.ChainID) {
+					kept = append(kept, l)
+					continue
+				}
+				if err := tx.DeleteLayer(l.ChainID); err != nil {
+					return err
+				}
+				gone = append(gone, l)
+				dropped = true
 			}
-			if err := tx.DeleteLayer(l.ChainID); err != nil {
-				return err
-			}
-			gone = append(gone, l)
+			layers = kept
 		}
 		cleanup = s.Retire(gone)
 		return nil

@@ -266,7 +266,7 @@ func mountOverlay(target string, lowers []string, upper, work string) error {
 			return err
 		}
 	}
-	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
+	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work + ",redirect_dir=off,metacopy=off"
 	if len(opts) >= os.Getpagesize()-1 {
 		return fmt.Errorf("overlay options for %d layers exceed the kernel's limit and this kernel has no lowerdir+ (needs Linux 6.8)", len(lowers))
 	}
@@ -285,6 +285,15 @@ func configOverlay(fd int, lowers []string, upper, work string) error {
 				return errNoLowerdirPlus
 			}
 			return fmt.Errorf("overlay lower %s: %w", l, err)
+		}
+	}
+	// Diff reads the upper directory as a plain layer: renamed
+	// directories and metadata-only copies, which overlayfs may record as
+	// redirect and metacopy xattrs when a host enables them by default,
+	// must be real copies there.
+	for _, feature := range []string{"redirect_dir", "metacopy"} {
+		if err := unix.FsconfigSetString(fd, feature, "off"); err != nil {
+			return fmt.Errorf("overlay %s=off: %w", feature, err)
 		}
 	}
 	if err := unix.FsconfigSetString(fd, "upperdir", upper); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNotFound is returned for records the database does not hold.
@@ -119,21 +120,48 @@ func Open(path string) (*DB, error) {
 // Path is the database file.
 func (db *DB) Path() string { return db.path }
 
-func (db *DB) open() (*bolt.DB, error) {
-	b, err := bolt.Open(db.path, 0o600, &bolt.Options{Timeout: 2 * time.Minute})
+// open takes hull's own lock on the database, then opens it. bbolt locks
+// the file too, but it polls a non-blocking lock every 50 ms, which caps
+// contended transactions at about twenty a second; a blocking flock on a
+// side file is woken by the kernel the moment the holder lets go, so by
+// the time bbolt tries, its lock is free. Readers share the lock.
+func (db *DB) open(write bool) (*bolt.DB, func(), error) {
+	lockFd, err := unix.Open(db.path+".lock", unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open metadata %s: %w", db.path, err)
+		return nil, nil, fmt.Errorf("lock metadata %s: %w", db.path, err)
 	}
-	return b, nil
+	how := unix.LOCK_SH
+	if write {
+		how = unix.LOCK_EX
+	}
+	for {
+		err = unix.Flock(lockFd, how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(lockFd)
+		return nil, nil, fmt.Errorf("lock metadata %s: %w", db.path, err)
+	}
+	b, err := bolt.Open(db.path, 0o600, &bolt.Options{Timeout: 2 * time.Minute, ReadOnly: !write})
+	if err != nil {
+		unix.Close(lockFd)
+		return nil, nil, fmt.Errorf("open metadata %s: %w", db.path, err)
+	}
+	return b, func() {
+		b.Close()
+		unix.Close(lockFd) // releases the flock
+	}, nil
 }
 
 // Update runs fn in a read-write transaction; it commits when fn returns nil.
 func (db *DB) Update(fn func(*Tx) error) error {
-	b, err := db.open()
+	b, done, err := db.open(true)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer done()
 	return b.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -146,11 +174,11 @@ func (db *DB) Update(fn func(*Tx) error) error {
 
 // View runs fn in a read-only transaction.
 func (db *DB) View(fn func(*Tx) error) error {
-	b, err := db.open()
+	b, done, err := db.open(false)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer done()
 	return b.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }
 
