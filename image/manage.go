@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hullproject/hull/storage/layer"
@@ -119,6 +120,9 @@ func (s *Store) Remove(ref string, force bool) ([]RemoveReport, error) {
 			// Other names keep the image.
 			untag = []string{full}
 		case byName:
+			if mounted(users) && !force {
+				return fmt.Errorf("%w: image %s is mounted; unmount it first (hull image unmount %s)", ErrConflict, shortID(img.ID), ref)
+			}
 			if len(users) > 0 && !force {
 				return fmt.Errorf("%w: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ErrConflict, ref, users[0], shortID(img.ID))
 			}
@@ -126,6 +130,9 @@ func (s *Store) Remove(ref string, force bool) ([]RemoveReport, error) {
 		default:
 			if len(names) > 1 && !force {
 				return fmt.Errorf("%w: unable to delete %s (must be forced) - image is referenced in multiple repositories", ErrConflict, shortID(img.ID))
+			}
+			if mounted(users) && !force {
+				return fmt.Errorf("%w: image %s is mounted; unmount it first (hull image unmount %s)", ErrConflict, shortID(img.ID), ref)
 			}
 			if len(users) > 0 && !force {
 				return fmt.Errorf("%w: unable to delete %s (must be forced) - image is being used by container %s", ErrConflict, shortID(img.ID), users[0])
@@ -178,7 +185,21 @@ func usersOf(tx *meta.Tx, id digest.Digest) []string {
 	return out
 }
 
+// mounted reports whether one of an image's users is its own read-only
+// view (hull image mount).
+func mounted(users []string) bool {
+	for _, u := range users {
+		if strings.HasPrefix(u, imageViewPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
 func shortContainer(id string) string {
+	if strings.HasPrefix(id, imageViewPrefix) {
+		return id
+	}
 	if len(id) > 12 {
 		return id[:12]
 	}

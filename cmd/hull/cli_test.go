@@ -629,3 +629,48 @@ func TestFullDiskLeavesStoreAsItWas(t *testing.T) {
 	// The space is back: what fits still works.
 	must(t, root, "tag", "busybox", "still:works")
 }
+
+func TestImageMount(t *testing.T) {
+	for _, driver := range []string{"overlay", "vfs"} {
+		t.Run(driver, func(t *testing.T) {
+			root := newRoot(t)
+			must(t, root, "--storage-driver", driver, "image", "bootstrap", "busybox")
+			if out := must(t, root, "info", "--format", "{{.Driver}}"); out != driver+"\n" {
+				t.Fatalf("driver %q", out)
+			}
+			mnt := strings.TrimSpace(must(t, root, "image", "mount", "busybox"))
+			t.Cleanup(func() { hull(t, root, "image", "unmount", "busybox") })
+			if again := strings.TrimSpace(must(t, root, "image", "mount", "busybox")); again != mnt {
+				t.Errorf("second mount at %s, first at %s", again, mnt)
+			}
+			passwd, err := os.ReadFile(filepath.Join(mnt, "etc/passwd"))
+			if err != nil || !strings.HasPrefix(string(passwd), "root:") {
+				t.Errorf("etc/passwd in the mounted image: %q %v", passwd, err)
+			}
+			if err := os.WriteFile(filepath.Join(mnt, "x"), nil, 0o644); err == nil {
+				t.Error("the mounted image is writable")
+			}
+			if out := must(t, root, "image", "mount"); !strings.Contains(out, "busybox:latest "+mnt) {
+				t.Errorf("mount list: %q", out)
+			}
+			if r := hull(t, root, "rmi", "busybox"); r.code != exitEngine || !strings.Contains(r.stderr, "mounted") {
+				t.Errorf("rmi of a mounted image: %d %s", r.code, r.stderr)
+			}
+			must(t, root, "image", "unmount", "busybox")
+			if raw, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(raw), mnt) {
+				t.Errorf("%s still mounted", mnt)
+			}
+			// The vfs store saves and loads like the overlay one.
+			saved := filepath.Join(t.TempDir(), "bb.tar")
+			must(t, root, "save", "-o", saved, "busybox")
+			other := newRoot(t)
+			must(t, other, "--storage-driver", driver, "load", "-i", saved)
+			checkStore(t, other)
+			must(t, root, "rmi", "busybox")
+			checkStore(t, root)
+			if r := hull(t, root, "--storage-driver", map[string]string{"overlay": "vfs", "vfs": "overlay"}[driver], "images"); r.code != exitEngine {
+				t.Errorf("opening a %s store with the other driver: exit %d", driver, r.code)
+			}
+		})
+	}
+}

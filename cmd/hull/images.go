@@ -626,7 +626,7 @@ func newImageCmd() *cobra.Command {
 	sub := []*cobra.Command{
 		ls, rm, newBootstrapCmd(), newImagePruneCmd(), newImageInspectCmd("inspect"),
 		newHistoryCmd(), newTagCmd(), newImportCmd(), newLoadCmd(), newSaveCmd(),
-		newPullCmd(), newPushCmd(),
+		newPullCmd(), newPushCmd(), newImageMountCmd(), newImageUnmountCmd(),
 	}
 	cmd.AddCommand(sub...)
 	return cmd

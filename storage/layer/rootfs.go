@@ -30,11 +30,22 @@ func (s *Store) rootfsDir(id string) (string, error) {
 // chain ending at top ("" for an image without layers) and records that
 // the image is in use.
 func (s *Store) CreateRootfs(id string, image, top digest.Digest) (*meta.Rootfs, error) {
+	return s.createRootfs(id, image, top, false)
+}
+
+// CreateImageView records a read-only view of an image's layers (for
+// `hull image mount`): Mount gives the image's tree, read-only, without a
+// copy and without an upper layer.
+func (s *Store) CreateImageView(id string, image, top digest.Digest) (*meta.Rootfs, error) {
+	return s.createRootfs(id, image, top, true)
+}
+
+func (s *Store) createRootfs(id string, image, top digest.Digest, readOnly bool) (*meta.Rootfs, error) {
 	dir, err := s.rootfsDir(id)
 	if err != nil {
 		return nil, err
 	}
-	r := &meta.Rootfs{ID: id, Image: image, Top: top, Driver: s.driver, Created: time.Now().UTC()}
+	r := &meta.Rootfs{ID: id, Image: image, Top: top, Driver: s.driver, Created: time.Now().UTC(), ReadOnly: readOnly}
 	made := false
 	err = s.db.Update(func(tx *meta.Tx) error {
 		if _, err := tx.Rootfs(id); err == nil {
@@ -54,7 +65,7 @@ func (s *Store) CreateRootfs(id string, image, top digest.Digest) (*meta.Rootfs,
 				return err
 			}
 		}
-		if s.driver == VFS && top != "" {
+		if s.driver == VFS && top != "" && !readOnly {
 			l, err := tx.Layer(top)
 			if err != nil {
 				return err
@@ -99,18 +110,19 @@ func (s *Store) Mount(id string) (string, error) {
 	}
 	merged := filepath.Join(dir, "merged")
 	var lowers []string
+	var r *meta.Rootfs
 	err = s.db.View(func(tx *meta.Tx) error {
-		r, err := tx.Rootfs(id)
-		if err != nil {
+		var err error
+		if r, err = tx.Rootfs(id); err != nil {
 			return fmt.Errorf("%s: %w", id, ErrRootfsUnknown)
 		}
-		if r.Driver == VFS {
+		if r.Driver == VFS && !r.ReadOnly {
 			return nil
 		}
 		lowers, err = s.lowerDirs(tx, r.Top)
 		return err
 	})
-	if err != nil || s.driver == VFS {
+	if err != nil || (s.driver == VFS && !r.ReadOnly) {
 		return merged, err
 	}
 	if mounted, err := isMountPoint(merged); err != nil {
@@ -118,13 +130,27 @@ func (s *Store) Mount(id string) (string, error) {
 	} else if mounted {
 		return merged, nil
 	}
-	if len(lowers) == 0 {
-		// overlayfs needs at least one lower directory.
-		empty := filepath.Join(s.root, "empty")
-		os.MkdirAll(empty, 0o755)
-		lowers = []string{empty}
+	empty := filepath.Join(s.root, "empty")
+	os.MkdirAll(empty, 0o755)
+	if r.ReadOnly {
+		if s.driver == VFS {
+			// A vfs layer directory holds the whole tree: bind it.
+			if len(lowers) == 0 {
+				lowers = []string{empty}
+			}
+			err = bindReadOnly(lowers[0], merged)
+		} else {
+			// Without an upper layer overlayfs wants two lower ones.
+			err = mountOverlay(merged, append(lowers, empty), "", "")
+		}
+	} else {
+		if len(lowers) == 0 {
+			// overlayfs needs at least one lower directory.
+			lowers = []string{empty}
+		}
+		err = mountOverlay(merged, lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
 	}
-	if err := mountOverlay(merged, lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work")); err != nil {
+	if err != nil {
 		return "", fmt.Errorf("mount root filesystem %s: %w", id, err)
 	}
 	return merged, nil
@@ -132,15 +158,15 @@ func (s *Store) Mount(id string) (string, error) {
 
 // Unmount detaches a mounted root filesystem; unmounted is not an error.
 func (s *Store) Unmount(id string) error {
-	if s.driver == VFS {
-		return nil
-	}
 	dir, err := s.rootfsDir(id)
 	if err != nil {
 		return err
 	}
 	merged := filepath.Join(dir, "merged")
 	for {
+		if mounted, err := isMountPoint(merged); err != nil || !mounted {
+			return nil
+		}
 		err := unix.Unmount(merged, unix.UMOUNT_NOFOLLOW)
 		if err == unix.EINVAL || err == unix.ENOENT {
 			return nil
@@ -252,7 +278,11 @@ func mountOverlay(target string, lowers []string, upper, work string) error {
 		defer unix.Close(fd)
 		err = configOverlay(fd, lowers, upper, work)
 		if err == nil {
-			mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, 0)
+			attrs := 0
+			if upper == "" {
+				attrs = unix.MOUNT_ATTR_RDONLY
+			}
+			mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, attrs)
 			if err != nil {
 				return fmt.Errorf("fsmount overlay: %w", err)
 			}
@@ -266,11 +296,17 @@ func mountOverlay(target string, lowers []string, upper, work string) error {
 			return err
 		}
 	}
-	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work + ",redirect_dir=off,metacopy=off"
+	opts := "lowerdir=" + strings.Join(lowers, ":") + ",redirect_dir=off,metacopy=off"
+	var flags uintptr
+	if upper != "" {
+		opts += ",upperdir=" + upper + ",workdir=" + work
+	} else {
+		flags = unix.MS_RDONLY
+	}
 	if len(opts) >= os.Getpagesize()-1 {
 		return fmt.Errorf("overlay options for %d layers exceed the kernel's limit and this kernel has no lowerdir+ (needs Linux 6.8)", len(lowers))
 	}
-	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+	if err := unix.Mount("overlay", target, "overlay", flags, opts); err != nil {
 		return fmt.Errorf("mount overlay: %w", err)
 	}
 	return nil
@@ -296,14 +332,28 @@ func configOverlay(fd int, lowers []string, upper, work string) error {
 			return fmt.Errorf("overlay %s=off: %w", feature, err)
 		}
 	}
-	if err := unix.FsconfigSetString(fd, "upperdir", upper); err != nil {
-		return fmt.Errorf("overlay upper %s: %w", upper, err)
-	}
-	if err := unix.FsconfigSetString(fd, "workdir", work); err != nil {
-		return fmt.Errorf("overlay work %s: %w", work, err)
+	if upper != "" {
+		if err := unix.FsconfigSetString(fd, "upperdir", upper); err != nil {
+			return fmt.Errorf("overlay upper %s: %w", upper, err)
+		}
+		if err := unix.FsconfigSetString(fd, "workdir", work); err != nil {
+			return fmt.Errorf("overlay work %s: %w", work, err)
+		}
 	}
 	if err := unix.FsconfigCreate(fd); err != nil {
 		return fmt.Errorf("create overlay: %w", err)
+	}
+	return nil
+}
+
+// bindReadOnly binds src at target, read-only.
+func bindReadOnly(src, target string) error {
+	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", src, err)
+	}
+	if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		unix.Unmount(target, unix.MNT_DETACH)
+		return fmt.Errorf("bind %s read-only: %w", src, err)
 	}
 	return nil
 }

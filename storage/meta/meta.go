@@ -83,6 +83,9 @@ type Rootfs struct {
 	Top     digest.Digest `json:"top"`
 	Driver  string        `json:"driver"`
 	Created time.Time     `json:"created"`
+	// ReadOnly marks a view of the image itself (hull image mount): no
+	// upper layer, mounted read-only.
+	ReadOnly bool `json:"readOnly,omitempty"`
 }
 
 // Lease protects blobs and layers of work in progress from garbage collection. A
