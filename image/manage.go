@@ -452,8 +452,11 @@ func (s *Store) DiskUsage() (*DiskUsage, error) {
 	if err != nil {
 		return nil, err
 	}
-	du.Containers = len(rootfs)
 	for _, r := range rootfs {
+		if r.ReadOnly {
+			continue // an image mount, not a container
+		}
+		du.Containers++
 		if dir, err := s.Layers.UpperDir(r.ID); err == nil {
 			du.ContainersSize += DirSize(dir)
 		}

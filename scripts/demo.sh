@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
-# The hull-runc demo: a busybox container made from the host's static
-# busybox (no registry, no internet), run through runc's command line.
+# The hull demo, no registry on the internet needed:
+#  1. images: a busybox image made from the host's static busybox, listed,
+#     inspected, saved and loaded, pushed to and pulled from a registry that
+#     the demo starts on loopback;
+#  2. layers: the image unpacked once and shared, mounted read-only, and ten
+#     containers' root filesystems costing next to nothing;
+#  3. the runtime: hull-runc runs a container whose root is the mounted
+#     image, then goes through create / start / exec / kill / delete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
+hull="$PWD/bin/hull"
 rt="$PWD/bin/hull-runc"
 work="$(mktemp -d /tmp/hull-demo.XXXXXX)"
-root="$work/state"
+store="$work/store"
+state="$work/runc-state"
 id="hull-demo-$$"
+registry_pid=""
 cleanup() {
-	"$rt" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
+	"$rt" --root "$state" delete --force "$id" >/dev/null 2>&1 || true
+	"$rt" --root "$state" delete --force "$id-image" >/dev/null 2>&1 || true
+	"$hull" --root "$store" image unmount busybox >/dev/null 2>&1 || true
+	if [[ -n "$registry_pid" ]]; then
+		kill "$registry_pid" 2>/dev/null || true
+		wait "$registry_pid" 2>/dev/null || true
+	fi
+	umount -R -l "$work" 2>/dev/null || true
 	rm -rf "$work"
 	# hull-runc's default parent cgroup, if the demo's were the last in it.
 	rmdir /sys/fs/cgroup/*/hull-runc /sys/fs/cgroup/unified/hull-runc 2>/dev/null || true
@@ -17,32 +33,76 @@ cleanup() {
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+H() { run hull --root "$store" "$@"; }
+hull() { "$hull" "$@"; }
 
-step "bundle: busybox rootfs from the host's busybox-static, default config"
-go run ./bench/cmd/mkbundle -writable "$work/bundle" sh -c '
+step "an image from the host's busybox-static: bootstrap, images, history, inspect"
+H image bootstrap busybox
+H images
+H image history busybox
+H image inspect --format 'ID {{.Id}}  Cmd {{.Config.Cmd}}  layers {{.RootFS.Layers}}' busybox
+
+step "save and load: the same image ID in a second store"
+H save -o "$work/busybox.tar" busybox
+run hull --root "$work/store2" load -i "$work/busybox.tar"
+run hull --root "$work/store2" images --no-trunc
+
+step "push and pull through a registry on loopback (Debian's docker-registry)"
+port=$((20000 + RANDOM % 20000))
+mkdir -p "$work/registry"
+cat >"$work/registry/config.yml" <<EOF
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/registry/data}}
+http: {addr: 127.0.0.1:$port}
+EOF
+/usr/bin/docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 50); do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+	sleep 0.1
+done
+H tag busybox "127.0.0.1:$port/demo/busybox:1"
+H push "127.0.0.1:$port/demo/busybox:1"
+run hull --root "$work/store3" pull "127.0.0.1:$port/demo/busybox:1"
+run hull --root "$work/store3" images --digests
+
+step "layers: unpacked once, mounted read-only, shared by ten containers"
+mnt="$("$hull" --root "$store" image mount busybox)"
+printf '\033[2m$ hull image mount busybox\033[0m\n%s\n' "$mnt"
+run go run ./bench/cmd/rootfsdisk -root "$store" -image busybox -n 10
+H system df
+
+step "hull-runc runs a container whose root filesystem is the mounted image"
+mkdir -p "$work/bundle"
+(cd "$work/bundle" && "$rt" spec)
+sed -i -e 's|"path": "rootfs"|"path": "'"$mnt"'"|' -e 's|"terminal": true|"terminal": false|' \
+	-e 's|^\t\t\t"sh"$|\t\t\t"sh", "-c", "echo \\"root: overlay of the image, read-only\\"; grep \\" / \\" /proc/self/mounts; echo \\"user: $(id)\\"; echo \\"pid 1: $(cat /proc/1/comm)\\"; touch /x 2>\&1 \|\| true"|' \
+	"$work/bundle/config.json"
+"$rt" --root "$state" run --bundle "$work/bundle" "$id-image"
+
+step "hull-runc: namespaces, cgroups, capabilities of a writable busybox bundle"
+go run ./bench/cmd/mkbundle -writable "$work/rwbundle" sh -c '
 echo "hostname:   $(hostname)"
-echo "user:       $(id)"
-echo "pid 1 is:   $(cat /proc/1/comm) (a new pid namespace)"
 echo "processes:"; ps -o pid,comm
 echo "memory cgroup limit: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
 echo "capabilities: $(grep CapEff /proc/self/status)"
 echo "network:    $(ls /sys/class/net | tr "\n" " ")(empty network namespace)"'
-sed -i 's/"resources": {/"resources": {"memory": {"limit": 67108864}, "pids": {"limit": 64},/' "$work/bundle/config.json"
-ls "$work/bundle"
-
-step "hull-runc run (foreground): namespaces, cgroups, capabilities"
-"$rt" --root "$root" run --bundle "$work/bundle" "$id"
+sed -i 's/"resources": {/"resources": {"memory": {"limit": 67108864}, "pids": {"limit": 64},/' "$work/rwbundle/config.json"
+"$rt" --root "$state" run --bundle "$work/rwbundle" "$id"
 
 step "create / start / exec / state / kill / delete"
 go run ./bench/cmd/mkbundle -writable "$work/sleeper" sleep 300 >/dev/null
-"$rt" --root "$root" create --bundle "$work/sleeper" "$id"
-"$rt" --root "$root" list
-"$rt" --root "$root" start "$id"
-"$rt" --root "$root" exec "$id" sh -c 'echo "exec joined pid 1 = $(cat /proc/1/comm), my pid = $$"'
-"$rt" --root "$root" state "$id"
-"$rt" --root "$root" kill "$id" KILL
+"$rt" --root "$state" create --bundle "$work/sleeper" "$id"
+"$rt" --root "$state" start "$id"
+"$rt" --root "$state" exec "$id" sh -c 'echo "exec joined pid 1 = $(cat /proc/1/comm), my pid = $$"'
+"$rt" --root "$state" list
+"$rt" --root "$state" kill "$id" KILL
 sleep 0.2
-"$rt" --root "$root" delete "$id"
-"$rt" --root "$root" list
+"$rt" --root "$state" delete "$id"
+
+step "clean up"
+H image unmount busybox
 echo
-echo "done: every mount, cgroup and process of the demo is gone."
+echo "done: every mount, cgroup, process and file of the demo is removed on exit."

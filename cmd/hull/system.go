@@ -97,7 +97,11 @@ func newInfoCmd() *cobra.Command {
 					return err
 				}
 				rfs, err := tx.Rootfses()
-				info.Containers = len(rfs)
+				for _, r := range rfs {
+					if !r.ReadOnly { // image mounts are not containers
+						info.Containers++
+					}
+				}
 				return err
 			})
 			if err != nil {
