@@ -36,6 +36,7 @@ oci-validation: build
 bench: build
 	scripts/deps.sh --bench
 	bench/runtime.sh
+	bench/images.sh
 
 clean:
 	rm -rf bin test/oci-validation/work
