@@ -133,14 +133,11 @@ func (s *Store) ingest(in *incoming, prog *progress.Reporter) (_ *meta.Image, re
 		existing, err := tx.Image(id)
 		switch {
 		case err == nil:
+			// The same image again, possibly under another manifest (its
+			// layers compressed differently): the first manifest stays the
+			// image's own, the new repository digests are added.
 			img = existing
-			if img.Manifest != manifestDigest {
-				// The same config under another manifest (say, compressed
-				// differently): keep the first, it is what the layers came from.
-				img.RepoDigests = appendUnique(img.RepoDigests, in.repoDigests...)
-			} else {
-				img.RepoDigests = appendUnique(img.RepoDigests, in.repoDigests...)
-			}
+			img.RepoDigests = appendUnique(img.RepoDigests, in.repoDigests...)
 		case errors.Is(err, meta.ErrNotFound):
 			img = &meta.Image{
 				ID:                id,

@@ -495,12 +495,22 @@ func podman(t *testing.T) func(args ...string) ([]byte, error) {
 	conf := filepath.Join(dir, "containers.conf")
 	os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n[engine]\nruntime = \"runc\"\n"), 0o644)
 	root, run := filepath.Join(dir, "root"), filepath.Join(dir, "run")
-	base := []string{"--root", root, "--runroot", run, "--storage-driver", "vfs"}
+	// --tmpdir too: podman's default, /run/libpod, belongs to the host's
+	// podman. Cleanup unmounts and deletes the directory rather than run
+	// `podman system reset`, which also deletes the host's network configs.
+	base := []string{"--root", root, "--runroot", run, "--tmpdir", filepath.Join(dir, "tmp"), "--storage-driver", "vfs"}
 	t.Cleanup(func() {
-		c := exec.Command("podman", append(base, "system", "reset", "-f")...)
-		c.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
-		c.Run()
-		exec.Command("umount", "-R", "-l", dir).Run()
+		raw, _ := os.ReadFile("/proc/self/mountinfo")
+		var points []string
+		for _, line := range strings.Split(string(raw), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+				points = append(points, f[4])
+			}
+		}
+		sort.Sort(sort.Reverse(sort.StringSlice(points)))
+		for _, p := range points {
+			exec.Command("umount", "-l", p).Run()
+		}
 		os.RemoveAll(dir)
 	})
 	return func(args ...string) ([]byte, error) {

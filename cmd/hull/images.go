@@ -550,25 +550,31 @@ func newImagePruneCmd() *cobra.Command {
 			if all {
 				warning = "WARNING! This will remove all images without at least one container associated to them."
 			}
-			if !force && !confirm(cmd, warning) {
-				return nil
-			}
-			s, err := openStore()
-			if err != nil {
-				return err
-			}
-			rep, err := s.Prune(all)
-			if err != nil {
-				return err
-			}
-			printPrune(cmd.OutOrStdout(), rep)
-			return nil
+			return pruneImages(cmd, all, force, warning)
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all unused images, not just dangling ones")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "provide filter values")
 	return cmd
+}
+
+// pruneImages asks before pruning (unless forced), prunes and prints what
+// went, as `docker image prune` and `docker system prune` do.
+func pruneImages(cmd *cobra.Command, all, force bool, warning string) error {
+	if !force && !confirm(cmd, warning) {
+		return nil
+	}
+	s, err := openStore()
+	if err != nil {
+		return err
+	}
+	rep, err := s.Prune(all)
+	if err != nil {
+		return err
+	}
+	printPrune(cmd.OutOrStdout(), rep)
+	return nil
 }
 
 func printPrune(w io.Writer, rep *image.PruneReport) {

@@ -239,19 +239,7 @@ func newSystemPruneCmd() *cobra.Command {
 				images = "  - all images without at least one container associated to them"
 			}
 			warning := "WARNING! This will remove:\n" + images + "\n  - unreferenced blobs and layers left by interrupted operations\n"
-			if !force && !confirm(cmd, warning) {
-				return nil
-			}
-			s, err := openStore()
-			if err != nil {
-				return err
-			}
-			rep, err := s.Prune(all)
-			if err != nil {
-				return err
-			}
-			printPrune(cmd.OutOrStdout(), rep)
-			return nil
+			return pruneImages(cmd, all, force, warning)
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all unused images, not just dangling ones")

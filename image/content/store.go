@@ -285,8 +285,7 @@ func (w *Writer) Abort() {
 }
 
 // Put writes a whole blob from r; see NewWriter for expected and size.
-// An existing blob with the expected digest is not written again (the
-// reader is still drained so a tee'd stream stays complete).
+// Writing a blob the store already holds replaces it with identical bytes.
 func (s *Store) Put(expected digest.Digest, size int64, r io.Reader) (digest.Digest, int64, error) {
 	w, err := s.NewWriter(expected, size)
 	if err != nil {
