@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hullproject/hull/internal/fstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,25 +36,25 @@ func TestApplyDotDotInsideIsCleaned(t *testing.T) {
 	if err := applyTar(root, mkTar(t, reg("a/../b", "x"), reg("./c", "y")), WhiteoutOverlay); err != nil {
 		t.Fatal(err)
 	}
-	if readFile(t, filepath.Join(root, "b")) != "x" || readFile(t, filepath.Join(root, "c")) != "y" {
+	if fstest.ReadFile(t, filepath.Join(root, "b")) != "x" || fstest.ReadFile(t, filepath.Join(root, "c")) != "y" {
 		t.Fatal("cleaned names not unpacked where expected")
 	}
 }
 
 func TestApplyAbsoluteNamesAreContained(t *testing.T) {
 	parent, root := layerDirs(t)
-	before := readFile(t, "/etc/passwd")
+	before := fstest.ReadFile(t, "/etc/passwd")
 	data := mkTar(t, reg("/etc/passwd", "root:x:0:0::/root:/bin/sh\n"), reg("/../../escaped", "z"), reg("//double", "d"))
 	if err := applyTar(root, data, WhiteoutOverlay); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(root, "etc/passwd")); got != "root:x:0:0::/root:/bin/sh\n" {
+	if got := fstest.ReadFile(t, filepath.Join(root, "etc/passwd")); got != "root:x:0:0::/root:/bin/sh\n" {
 		t.Errorf("root/etc/passwd = %q", got)
 	}
-	if readFile(t, filepath.Join(root, "escaped")) != "z" || readFile(t, filepath.Join(root, "double")) != "d" {
+	if fstest.ReadFile(t, filepath.Join(root, "escaped")) != "z" || fstest.ReadFile(t, filepath.Join(root, "double")) != "d" {
 		t.Error("absolute names not taken relative to the root")
 	}
-	if readFile(t, "/etc/passwd") != before {
+	if fstest.ReadFile(t, "/etc/passwd") != before {
 		t.Fatal("host /etc/passwd changed")
 	}
 	assertOnly(t, parent, "root")
@@ -79,10 +80,10 @@ func TestApplySymlinkParentsStayInside(t *testing.T) {
 			if err := os.Mkdir(outside, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			data := mkTar(t, symlinkEnt("link", c.target(parent)), reg("link/pwned", "x"), reg("link/etc/passwd", "y"))
+			data := mkTar(t, fstest.Symlink("link", c.target(parent)), reg("link/pwned", "x"), reg("link/etc/passwd", "y"))
 			err := applyTar(root, data, WhiteoutOverlay)
 			t.Logf("Apply: %v", err)
-			if exists(filepath.Join(outside, "pwned")) || exists(filepath.Join(parent, "pwned")) || exists(filepath.Join(parent, "etc")) {
+			if fstest.Exists(filepath.Join(outside, "pwned")) || fstest.Exists(filepath.Join(parent, "pwned")) || fstest.Exists(filepath.Join(parent, "etc")) {
 				t.Fatal("wrote through a symlink to outside the layer")
 			}
 			if des, _ := os.ReadDir(outside); len(des) != 0 {
@@ -92,7 +93,7 @@ func TestApplySymlinkParentsStayInside(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Apply: %v", err)
 				}
-				if readFile(t, filepath.Join(root, c.inside)) != "x" || readFile(t, filepath.Join(root, "etc/passwd")) != "y" {
+				if fstest.ReadFile(t, filepath.Join(root, c.inside)) != "x" || fstest.ReadFile(t, filepath.Join(root, "etc/passwd")) != "y" {
 					t.Fatal("files through the re-rooted symlink not written inside the layer")
 				}
 			}
@@ -110,17 +111,17 @@ func TestApplyDoesNotWriteThroughFinalSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := mkTar(t,
-		symlinkEnt("f", victim), reg("f", "replaced"),
-		symlinkEnt("d", victimDir), dirEnt("d/"), reg("d/inside", "i"),
-		symlinkEnt("n", victim), ent{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "n", Mode: 0o600}},
+		fstest.Symlink("f", victim), reg("f", "replaced"),
+		fstest.Symlink("d", victimDir), dirEnt("d/"), reg("d/inside", "i"),
+		fstest.Symlink("n", victim), ent{Hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "n", Mode: 0o600}},
 	)
 	if err := applyTar(root, data, WhiteoutOverlay); err != nil {
 		t.Fatal(err)
 	}
-	if readFile(t, victim) != "original" {
+	if fstest.ReadFile(t, victim) != "original" {
 		t.Fatal("regular file entry wrote through an existing symlink")
 	}
-	if exists(filepath.Join(victimDir, "inside")) {
+	if fstest.Exists(filepath.Join(victimDir, "inside")) {
 		t.Fatal("directory entry followed an existing symlink")
 	}
 	if st := lstat(t, filepath.Join(root, "f")); st.Mode&unix.S_IFMT != unix.S_IFREG {
@@ -129,7 +130,7 @@ func TestApplyDoesNotWriteThroughFinalSymlink(t *testing.T) {
 	if st := lstat(t, filepath.Join(root, "d")); st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		t.Errorf("d is not a directory: %o", st.Mode)
 	}
-	if readFile(t, filepath.Join(root, "d/inside")) != "i" {
+	if fstest.ReadFile(t, filepath.Join(root, "d/inside")) != "i" {
 		t.Error("d/inside not written")
 	}
 }
@@ -139,16 +140,16 @@ func TestApplyHardlinkEscapes(t *testing.T) {
 		name    string
 		entries func(parent string) []ent
 	}{
-		{"dotdot", func(string) []ent { return []ent{linkEnt("h", "../outside/secret")} }},
-		{"dotdot-deep", func(string) []ent { return []ent{linkEnt("h", "../../outside/secret")} }},
+		{"dotdot", func(string) []ent { return []ent{fstest.Hardlink("h", "../outside/secret")} }},
+		{"dotdot-deep", func(string) []ent { return []ent{fstest.Hardlink("h", "../../outside/secret")} }},
 		{"through-absolute-symlink", func(p string) []ent {
-			return []ent{symlinkEnt("esc", filepath.Join(p, "outside")), linkEnt("h", "esc/secret")}
+			return []ent{fstest.Symlink("esc", filepath.Join(p, "outside")), fstest.Hardlink("h", "esc/secret")}
 		}},
 		{"through-dotdot-symlink", func(string) []ent {
-			return []ent{symlinkEnt("esc", "../outside"), linkEnt("h", "esc/secret")}
+			return []ent{fstest.Symlink("esc", "../outside"), fstest.Hardlink("h", "esc/secret")}
 		}},
 		{"through-nested-symlink", func(string) []ent {
-			return []ent{dirEnt("a/"), symlinkEnt("a/up", "../.."), linkEnt("h", "a/up/outside/secret")}
+			return []ent{dirEnt("a/"), fstest.Symlink("a/up", "../.."), fstest.Hardlink("h", "a/up/outside/secret")}
 		}},
 	}
 	for _, c := range cases {
@@ -163,7 +164,7 @@ func TestApplyHardlinkEscapes(t *testing.T) {
 			if !errors.Is(err, ErrEscape) {
 				t.Errorf("error %v does not wrap ErrEscape", err)
 			}
-			if exists(filepath.Join(root, "h")) {
+			if fstest.Exists(filepath.Join(root, "h")) {
 				t.Error("link created")
 			}
 			if st := lstat(t, secret); st.Nlink != 1 {
@@ -179,13 +180,13 @@ func TestApplyHardlinksAndSymlinks(t *testing.T) {
 	data := mkTar(t,
 		dirEnt("d/"),
 		reg("d/f", "content"),
-		linkEnt("d/h", "d/f"),
-		linkEnt("abs", "/d/f"),
-		symlinkEnt("d/s", "f"),
-		linkEnt("hs", "d/s"),
-		symlinkEnt("dangling", "/nowhere/at/all"),
-		symlinkEnt("up", "../../../etc"),
-		ent{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "owned-link", Linkname: "d", Uid: 1234, Gid: 5678, ModTime: time.Unix(1_500_000_000, 7)}},
+		fstest.Hardlink("d/h", "d/f"),
+		fstest.Hardlink("abs", "/d/f"),
+		fstest.Symlink("d/s", "f"),
+		fstest.Hardlink("hs", "d/s"),
+		fstest.Symlink("dangling", "/nowhere/at/all"),
+		fstest.Symlink("up", "../../../etc"),
+		ent{Hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "owned-link", Linkname: "d", Uid: 1234, Gid: 5678, ModTime: time.Unix(1_500_000_000, 7)}},
 	)
 	if err := applyTar(root, data, WhiteoutOverlay); err != nil {
 		t.Fatal(err)
@@ -225,9 +226,9 @@ func TestApplyDevicesAndFifo(t *testing.T) {
 	requireRoot(t)
 	_, root := layerDirs(t)
 	data := mkTar(t,
-		ent{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3}},
-		ent{hdr: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/loop9", Mode: 0o660, Devmajor: 7, Devminor: 9, Gid: 6}},
-		ent{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "run/fifo", Mode: 0o620}},
+		ent{Hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3}},
+		ent{Hdr: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/loop9", Mode: 0o660, Devmajor: 7, Devminor: 9, Gid: 6}},
+		ent{Hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "run/fifo", Mode: 0o620}},
 	)
 	if err := applyTar(root, data, WhiteoutOverlay); err != nil {
 		t.Fatal(err)
@@ -251,16 +252,16 @@ func TestApplyXattrs(t *testing.T) {
 		t.Skip("filesystem of the test directory lacks user xattrs")
 	}
 	h := reg("f", "x")
-	h.hdr.PAXRecords = map[string]string{
+	h.Hdr.PAXRecords = map[string]string{
 		"SCHILY.xattr.user.foo":               "bar",
 		"SCHILY.xattr.user.bin":               "\x00\x01\xff",
 		"SCHILY.xattr.trusted.overlay.opaque": "y", // never taken from a tar
 	}
 	d := dirEnt("d/")
-	d.hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.dir": "yes"}
-	s := symlinkEnt("s", "f")
+	d.Hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.dir": "yes"}
+	s := fstest.Symlink("s", "f")
 	// The kernel refuses user xattrs on symlinks: ignored, not fatal.
-	s.hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.foo": "bar"}
+	s.Hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.foo": "bar"}
 	if err := applyTar(root, mkTar(t, h, d, s), WhiteoutOverlay); err != nil {
 		t.Fatal(err)
 	}
@@ -286,14 +287,14 @@ func TestApplyOwnersModesTimes(t *testing.T) {
 	mtime := time.Unix(1_234_567_890, 123456789)
 	atime := time.Unix(1_111_111_111, 5)
 	suid := reg("bin/su", "#!/bin/sh\n")
-	suid.hdr.Mode, suid.hdr.Uid, suid.hdr.Gid = 0o4755, 1234, 5678
-	suid.hdr.ModTime, suid.hdr.AccessTime, suid.hdr.Format = mtime, atime, tar.FormatPAX
+	suid.Hdr.Mode, suid.Hdr.Uid, suid.Hdr.Gid = 0o4755, 1234, 5678
+	suid.Hdr.ModTime, suid.Hdr.AccessTime, suid.Hdr.Format = mtime, atime, tar.FormatPAX
 	sgid := dirEnt("shared/")
-	sgid.hdr.Mode, sgid.hdr.Uid, sgid.hdr.Gid, sgid.hdr.ModTime, sgid.hdr.Format = 0o2775, 1234, 5678, mtime, tar.FormatPAX
+	sgid.Hdr.Mode, sgid.Hdr.Uid, sgid.Hdr.Gid, sgid.Hdr.ModTime, sgid.Hdr.Format = 0o2775, 1234, 5678, mtime, tar.FormatPAX
 	tmp := dirEnt("tmp/")
-	tmp.hdr.Mode = 0o1777
+	tmp.Hdr.Mode = 0o1777
 	ro := dirEnt("ro/")
-	ro.hdr.Mode, ro.hdr.ModTime = 0o555, time.Unix(1_000_000_000, 0)
+	ro.Hdr.Mode, ro.Hdr.ModTime = 0o555, time.Unix(1_000_000_000, 0)
 	data := mkTar(t,
 		suid, sgid, tmp, ro,
 		// Children written after their directory's entry: the directory
@@ -328,7 +329,7 @@ func TestApplyOwnersModesTimes(t *testing.T) {
 	if r.Mode&0o7777 != 0o555 || r.Mtim.Sec != 1_000_000_000 {
 		t.Errorf("ro mode %o mtime %d", r.Mode&0o7777, r.Mtim.Sec)
 	}
-	if readFile(t, filepath.Join(root, "ro/file")) != "r" {
+	if fstest.ReadFile(t, filepath.Join(root, "ro/file")) != "r" {
 		t.Error("file in read-only directory not written")
 	}
 }
@@ -336,7 +337,7 @@ func TestApplyOwnersModesTimes(t *testing.T) {
 func TestApplyNoLchown(t *testing.T) {
 	_, root := layerDirs(t)
 	f := reg("f", "x")
-	f.hdr.Uid, f.hdr.Gid = 4242, 4242
+	f.Hdr.Uid, f.Hdr.Gid = 4242, 4242
 	if _, err := Apply(root, bytes.NewReader(mkTar(t, f)), ApplyOptions{NoLchown: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -348,29 +349,29 @@ func TestApplyNoLchown(t *testing.T) {
 func TestApplyReplacing(t *testing.T) {
 	_, root := layerDirs(t)
 	keep := dirEnt("keep/")
-	keep.hdr.Mode = 0o700
+	keep.Hdr.Mode = 0o700
 	data := mkTar(t,
 		dirEnt("keep/"), reg("keep/child", "c"),
 		keep, // directory over directory: kept, metadata updated
 		dirEnt("gone/"), reg("gone/a/b", "x"),
 		reg("gone", "now a file"), // non-directory over a directory tree
 		reg("f", "first"), reg("f", "second"),
-		reg("l", "file"), symlinkEnt("l", "f"),
-		symlinkEnt("s", "f"), dirEnt("s/"),
+		reg("l", "file"), fstest.Symlink("l", "f"),
+		fstest.Symlink("s", "f"), dirEnt("s/"),
 	)
 	if err := applyTar(root, data, WhiteoutOverlay); err != nil {
 		t.Fatal(err)
 	}
-	if readFile(t, filepath.Join(root, "keep/child")) != "c" {
+	if fstest.ReadFile(t, filepath.Join(root, "keep/child")) != "c" {
 		t.Error("directory entry over a directory lost its content")
 	}
 	if m := lstat(t, filepath.Join(root, "keep")).Mode & 0o7777; m != 0o700 {
 		t.Errorf("keep mode %o", m)
 	}
-	if readFile(t, filepath.Join(root, "gone")) != "now a file" {
+	if fstest.ReadFile(t, filepath.Join(root, "gone")) != "now a file" {
 		t.Error("file did not replace directory")
 	}
-	if readFile(t, filepath.Join(root, "f")) != "second" {
+	if fstest.ReadFile(t, filepath.Join(root, "f")) != "second" {
 		t.Error("file did not replace file")
 	}
 	if tgt, _ := os.Readlink(filepath.Join(root, "l")); tgt != "f" {
@@ -388,8 +389,8 @@ func TestApplyParentCacheInvalidation(t *testing.T) {
 	data := mkTar(t,
 		dirEnt("a/"), dirEnt("a/sub/"), reg("a/sub/x", "1"),
 		dirEnt("b/"),
-		symlinkEnt("a", "b"), // replaces the cached directory a
-		reg("a/y", "2"),      // now lands in b
+		fstest.Symlink("a", "b"), // replaces the cached directory a
+		reg("a/y", "2"),          // now lands in b
 		reg("b/z", "3"),
 		dirEnt("c/"), reg("c/1", "1"),
 		reg("c", "file"), // replaces the cached c
@@ -398,13 +399,13 @@ func TestApplyParentCacheInvalidation(t *testing.T) {
 	if err := applyTar(root, data, WhiteoutOverlay); err != nil {
 		t.Fatal(err)
 	}
-	if readFile(t, filepath.Join(root, "b/y")) != "2" {
+	if fstest.ReadFile(t, filepath.Join(root, "b/y")) != "2" {
 		t.Error("a/y not written through the new symlink a -> b")
 	}
-	if exists(filepath.Join(root, "b/sub")) {
+	if fstest.Exists(filepath.Join(root, "b/sub")) {
 		t.Error("old a content leaked into b")
 	}
-	if exists(filepath.Join(root, "c/1")) || readFile(t, filepath.Join(root, "c/2")) != "2" {
+	if fstest.Exists(filepath.Join(root, "c/1")) || fstest.ReadFile(t, filepath.Join(root, "c/2")) != "2" {
 		t.Error("c not recreated properly")
 	}
 }
@@ -451,7 +452,7 @@ func TestApplyWhiteoutsOverlay(t *testing.T) {
 			t.Errorf("%s not kept as a file", n)
 		}
 	}
-	if exists(filepath.Join(root, ".wh..wh.plnk")) || exists(filepath.Join(root, "a/.wh.b")) {
+	if fstest.Exists(filepath.Join(root, ".wh..wh.plnk")) || fstest.Exists(filepath.Join(root, "a/.wh.b")) {
 		t.Error("whiteout entries written as files")
 	}
 }
@@ -491,11 +492,11 @@ func TestApplyWhiteoutsDelete(t *testing.T) {
 		"f/lower": false, "f/mine": true,
 	}
 	for p, w := range want {
-		if exists(filepath.Join(root, p)) != w {
+		if fstest.Exists(filepath.Join(root, p)) != w {
 			t.Errorf("%s exists = %v, want %v", p, !w, w)
 		}
 	}
-	if !exists("/etc/passwd") {
+	if !fstest.Exists("/etc/passwd") {
 		t.Fatal("whiteout of a symlink followed it")
 	}
 }
@@ -526,13 +527,13 @@ func TestApplyCorruptHeader(t *testing.T) {
 func TestApplyEntryTypes(t *testing.T) {
 	_, root := layerDirs(t)
 	data := mkTar(t,
-		ent{hdr: tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "global", PAXRecords: map[string]string{"comment": "hi"}}},
+		ent{Hdr: tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "global", PAXRecords: map[string]string{"comment": "hi"}}},
 		reg("a", "x"),
 	)
 	if err := applyTar(root, data, WhiteoutOverlay); err != nil {
 		t.Fatalf("global header: %v", err)
 	}
-	bad := mkTar(t, ent{hdr: tar.Header{Typeflag: 'Z', Name: "weird", Mode: 0o644}})
+	bad := mkTar(t, ent{Hdr: tar.Header{Typeflag: 'Z', Name: "weird", Mode: 0o644}})
 	if err := applyTar(root, bad, WhiteoutOverlay); err == nil || !strings.Contains(err.Error(), "unsupported") {
 		t.Fatalf("unknown type: %v", err)
 	}
@@ -590,12 +591,12 @@ func TestApplyPrivilegedXattrs(t *testing.T) {
 	// VFS_CAP_REVISION_2, effective, permitted = CAP_NET_BIND_SERVICE.
 	capability := "\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 	f := reg("bin/ping", "elf")
-	f.hdr.Uid, f.hdr.Gid, f.hdr.Mode = 1234, 5678, 0o4755
-	f.hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": capability, "SCHILY.xattr.trusted.f": "file"}
-	s := symlinkEnt("link", "bin/ping")
-	s.hdr.Uid = 1234
-	s.hdr.PAXRecords = map[string]string{"SCHILY.xattr.trusted.s": "symlink"}
-	fifo := ent{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "fifo", Mode: 0o600, PAXRecords: map[string]string{"SCHILY.xattr.trusted.p": "pipe"}}}
+	f.Hdr.Uid, f.Hdr.Gid, f.Hdr.Mode = 1234, 5678, 0o4755
+	f.Hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": capability, "SCHILY.xattr.trusted.f": "file"}
+	s := fstest.Symlink("link", "bin/ping")
+	s.Hdr.Uid = 1234
+	s.Hdr.PAXRecords = map[string]string{"SCHILY.xattr.trusted.s": "symlink"}
+	fifo := ent{Hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "fifo", Mode: 0o600, PAXRecords: map[string]string{"SCHILY.xattr.trusted.p": "pipe"}}}
 	if err := applyTar(root, mkTar(t, f, s, fifo), WhiteoutOverlay); err != nil {
 		t.Fatal(err)
 	}
@@ -630,7 +631,7 @@ func openFds(t *testing.T) int {
 
 // The directory fd cache is released on success and on error.
 func TestApplyNoFdLeak(t *testing.T) {
-	good := mkTar(t, dirEnt("a/"), dirEnt("a/b/"), reg("a/b/c", "x"), symlinkEnt("l", "a/b"), reg("l/d", "y"), reg("a/.wh.gone", ""))
+	good := mkTar(t, dirEnt("a/"), dirEnt("a/b/"), reg("a/b/c", "x"), fstest.Symlink("l", "a/b"), reg("l/d", "y"), reg("a/.wh.gone", ""))
 	bad := mkTar(t, dirEnt("a/"), dirEnt("a/b/"), reg("a/b/c", "x"), reg("../escape", ""))
 	before := openFds(t)
 	for i := 0; i < 5; i++ {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hullproject/hull/internal/fstest"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -89,7 +90,7 @@ func TestDecompressAndApply(t *testing.T) {
 			if compressed.Len() != 0 {
 				t.Errorf("%d compressed bytes left unread", compressed.Len())
 			}
-			if readFile(t, filepath.Join(dir, "etc/hostname")) != "box\n" || len(readFile(t, filepath.Join(dir, "big"))) != 500000 {
+			if fstest.ReadFile(t, filepath.Join(dir, "etc/hostname")) != "box\n" || len(fstest.ReadFile(t, filepath.Join(dir, "big"))) != 500000 {
 				t.Error("content not unpacked")
 			}
 			if err := rc.Close(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hullproject/hull/internal/fstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -161,7 +162,7 @@ func TestWriteDirRoundTrip(t *testing.T) {
 	}
 	want := snapshot(t, src)
 	delete(want, "sock")
-	compareTrees(t, snapshot(t, dst), want)
+	fstest.CompareTrees(t, "", snapshot(t, dst), want)
 	h := lstat(t, filepath.Join(dst, "etc/hostname"))
 	if h.Nlink != 3 || lstat(t, filepath.Join(dst, "a/b/hostname")).Ino != h.Ino || lstat(t, filepath.Join(dst, "etc/hostname.link")).Ino != h.Ino {
 		t.Error("hardlinks not preserved")
@@ -247,7 +248,7 @@ func TestWriteDiffOverlay(t *testing.T) {
 	mountOverlay(t, lower, upper, work, merged)
 	modify(t, merged)
 	want := snapshot(t, merged)
-	unmount(t, merged)
+	fstest.Unmount(t, merged)
 
 	// The upper directory really uses overlayfs's representations.
 	if st := lstat(t, filepath.Join(upper, "del.txt")); st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
@@ -260,7 +261,7 @@ func TestWriteDiffOverlay(t *testing.T) {
 
 	var layer bytes.Buffer
 	must(t, WriteDiff(&layer, upper))
-	names := tarNames(t, layer.Bytes())
+	names := fstest.TarNames(t, layer.Bytes())
 	t.Logf("diff entries: %q", names)
 	checkWhiteoutsFirst(t, names)
 	for _, n := range []string{".wh.del.txt", ".wh.deldir", "opq/", "opq/.wh..wh..opq", "opq/new", "dir/.wh.x", "dir/.wh.y", "dir/y2", "mod.txt", "null"} {
@@ -290,7 +291,7 @@ func TestWriteDiffOverlay(t *testing.T) {
 	if n != int64(layer.Len()) {
 		t.Errorf("Apply consumed %d of %d bytes", n, layer.Len())
 	}
-	compareTrees(t, snapshot(t, target), want)
+	fstest.CompareTrees(t, "", snapshot(t, target), want)
 
 	// overlay-style: the diff unpacked as a layer directory, stacked on
 	// lower, looks the same through overlayfs.
@@ -301,8 +302,8 @@ func TestWriteDiffOverlay(t *testing.T) {
 	if err := unix.Mount("overlay", merged2, "overlay", unix.MS_RDONLY, "lowerdir="+layerDir+":"+lower); err != nil {
 		t.Fatalf("mount read-only overlay: %v", err)
 	}
-	t.Cleanup(func() { unmount(t, merged2) })
-	compareTrees(t, snapshot(t, merged2), want)
+	t.Cleanup(func() { fstest.Unmount(t, merged2) })
+	fstest.CompareTrees(t, "", snapshot(t, merged2), want)
 }
 
 func TestWriteTreeDiff(t *testing.T) {
@@ -315,7 +316,7 @@ func TestWriteTreeDiff(t *testing.T) {
 
 	var empty bytes.Buffer
 	must(t, WriteTreeDiff(&empty, lower, upper))
-	if names := tarNames(t, empty.Bytes()); len(names) != 0 {
+	if names := fstest.TarNames(t, empty.Bytes()); len(names) != 0 {
 		t.Errorf("identical trees give entries %q", names)
 	}
 
@@ -333,7 +334,7 @@ func TestWriteTreeDiff(t *testing.T) {
 
 	var layer bytes.Buffer
 	must(t, WriteTreeDiff(&layer, lower, upper))
-	names := tarNames(t, layer.Bytes())
+	names := fstest.TarNames(t, layer.Bytes())
 	t.Logf("tree diff entries: %q", names)
 	checkWhiteoutsFirst(t, names)
 	for _, n := range []string{".wh.del.txt", ".wh.deldir", "opq/", "opq/.wh.old1", "opq/.wh.sub", "opq/new", "dir/.wh.x", "dir/.wh.y", "dir/y2", "dir2", "replaced.txt/", "replaced.txt/inside", "keep2.txt", "samesec.txt", "newdir/keep.link", "nested/", "nested/deeper/"} {
@@ -353,7 +354,7 @@ func TestWriteTreeDiff(t *testing.T) {
 	copyTree(t, lower, target)
 	_, err := Apply(target, bytes.NewReader(layer.Bytes()), ApplyOptions{Whiteouts: WhiteoutDelete})
 	must(t, err)
-	compareTrees(t, snapshot(t, target), want)
+	fstest.CompareTrees(t, "", snapshot(t, target), want)
 	// Within the layer, hardlinks are kept.
 	if lstat(t, filepath.Join(target, "newdir/hardlink")).Ino != lstat(t, filepath.Join(target, "new.txt")).Ino {
 		t.Error("hardlink within the layer not preserved")

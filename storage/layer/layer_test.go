@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hullproject/hull/internal/fstest"
 	"github.com/hullproject/hull/storage/archive"
 	"github.com/hullproject/hull/storage/layer"
 	"github.com/hullproject/hull/storage/meta"
@@ -127,8 +128,8 @@ func imageTree(t *testing.T, tars [][]byte) string {
 	return dir
 }
 
-func layerSnapshots(t *testing.T, s *testStore, layers []*meta.Layer) []map[string]fstate {
-	var out []map[string]fstate
+func layerSnapshots(t *testing.T, s *testStore, layers []*meta.Layer) []map[string]fstest.FileState {
+	var out []map[string]fstest.FileState
 	for _, l := range layers {
 		out = append(out, snapshot(t, s.DiffDir(l), true))
 	}
@@ -199,15 +200,15 @@ func TestChainUnionAndDiff(t *testing.T) {
 				st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 				t.Errorf("overlay layer 2: etc/del is not a 0:0 whiteout device (%v)", err)
 			}
-			if x := xattrs(t, filepath.Join(l2, "opq")); !strings.Contains(x, "trusted.overlay.opaque=y") {
+			if x := fstest.Xattrs(t, filepath.Join(l2, "opq"), nil); !strings.Contains(x, "trusted.overlay.opaque=y") {
 				t.Errorf("overlay layer 2: opq xattrs %q, want opaque", x)
 			}
-			if exists(filepath.Join(l2, "keep")) {
+			if fstest.Exists(filepath.Join(l2, "keep")) {
 				t.Error("overlay layer 2 holds a file of layer 1")
 			}
 		} else {
 			// vfs keeps the full tree at each layer.
-			sameTree(t, "vfs top layer", snapshot(t, s.DiffDir(layers[2]), false), snapshot(t, want, false))
+			fstest.CompareTrees(t, "vfs top layer", snapshot(t, s.DiffDir(layers[2]), false), snapshot(t, want, false))
 		}
 
 		if _, err := s.CreateRootfs("c1", digest.FromString("image"), top); err != nil {
@@ -226,19 +227,19 @@ func TestChainUnionAndDiff(t *testing.T) {
 		}
 
 		// The union, spelled out.
-		if exists(filepath.Join(merged, "etc/del")) {
+		if fstest.Exists(filepath.Join(merged, "etc/del")) {
 			t.Error("whited-out etc/del is visible")
 		}
 		if got := dirEntries(t, filepath.Join(merged, "opq")); !slices.Equal(got, []string{"new"}) {
 			t.Errorf("opaque dir opq holds %v, want [new]", got)
 		}
-		if got := readString(t, filepath.Join(merged, "etc/conf")); got != "conf v2\n" {
+		if got := fstest.ReadFile(t, filepath.Join(merged, "etc/conf")); got != "conf v2\n" {
 			t.Errorf("etc/conf = %q, want layer 2's", got)
 		}
-		if got := readString(t, filepath.Join(merged, "data/big")); got != bigBody {
+		if got := fstest.ReadFile(t, filepath.Join(merged, "data/big")); got != bigBody {
 			t.Errorf("data/big from layer 1 has %d bytes, want %d", len(got), len(bigBody))
 		}
-		if got := readString(t, filepath.Join(merged, "keep")); got != "keep me" {
+		if got := fstest.ReadFile(t, filepath.Join(merged, "keep")); got != "keep me" {
 			t.Errorf("keep = %q", got)
 		}
 		if tgt, err := os.Readlink(filepath.Join(merged, "etc/link")); err != nil || tgt != "conf" {
@@ -257,15 +258,15 @@ func TestChainUnionAndDiff(t *testing.T) {
 		}
 		// And entry by entry, the same tree as the layers unpacked one
 		// over the other.
-		sameTree(t, "merged view", snapshot(t, merged, false), snapshot(t, want, false))
+		fstest.CompareTrees(t, "merged view", snapshot(t, merged, false), snapshot(t, want, false))
 
 		// Writing in the container touches no layer.
 		before := layerSnapshots(t, s, layers)
 		mutate(t, merged)
 		for i, snap := range layerSnapshots(t, s, layers) {
-			sameTree(t, fmt.Sprintf("layer %d after writes in the container", i+1), snap, before[i])
+			fstest.CompareTrees(t, fmt.Sprintf("layer %d after writes in the container", i+1), snap, before[i])
 		}
-		if got := readString(t, filepath.Join(merged, "etc/conf")); got != "conf v3, longer than before\n" {
+		if got := fstest.ReadFile(t, filepath.Join(merged, "etc/conf")); got != "conf v3, longer than before\n" {
 			t.Errorf("etc/conf after writing = %q", got)
 		}
 
@@ -274,7 +275,7 @@ func TestChainUnionAndDiff(t *testing.T) {
 		if err := s.Diff("c1", &diff); err != nil {
 			t.Fatalf("Diff: %v", err)
 		}
-		names := tarNames(t, diff.Bytes())
+		names := fstest.TarNames(t, diff.Bytes())
 		for _, n := range []string{"newfile", "etc/conf", "etc/.wh.new2", ".wh.abs", "opq/newer", "keep", "new/deep/dir/f"} {
 			if !slices.Contains(names, n) {
 				t.Errorf("diff lacks %s: %v", n, names)
@@ -288,15 +289,15 @@ func TestChainUnionAndDiff(t *testing.T) {
 		if _, err := archive.Apply(want, bytes.NewReader(diff.Bytes()), archive.ApplyOptions{Whiteouts: archive.WhiteoutDelete}); err != nil {
 			t.Fatalf("apply the diff to the image: %v", err)
 		}
-		sameTree(t, "image + diff vs container", snapshot(t, want, false), snapshot(t, merged, false))
-		if exists(filepath.Join(want, "data/big")) || !exists(filepath.Join(want, "data/fresh")) {
+		fstest.CompareTrees(t, "image + diff vs container", snapshot(t, want, false), snapshot(t, merged, false))
+		if fstest.Exists(filepath.Join(want, "data/big")) || !fstest.Exists(filepath.Join(want, "data/fresh")) {
 			t.Error("the recreated data/ did not hide the old content")
 		}
 
 		if err := s.RemoveRootfs("c1"); err != nil {
 			t.Fatalf("RemoveRootfs: %v", err)
 		}
-		if mountCount(t, merged) != 0 || exists(filepath.Join(s.root, "rootfs", "c1")) {
+		if mountCount(t, merged) != 0 || fstest.Exists(filepath.Join(s.root, "rootfs", "c1")) {
 			t.Error("RemoveRootfs left the mount or the directory")
 		}
 	})
@@ -393,7 +394,7 @@ func TestCreateSameLayerTwice(t *testing.T) {
 				t.Errorf("second Create made a new record: %+v vs %+v", a, b)
 			}
 			onlyLayers(t, s, a)
-			if got := readString(t, filepath.Join(s.DiffDir(a), "keep")); got != "keep me" {
+			if got := fstest.ReadFile(t, filepath.Join(s.DiffDir(a), "keep")); got != "keep me" {
 				t.Errorf("layer content after the second Create: %q", got)
 			}
 		})
@@ -427,7 +428,7 @@ func TestCreateSameLayerTwice(t *testing.T) {
 			}
 			onlyLayers(t, s, base, res[0])
 			if driver == layer.Overlay {
-				if !exists(filepath.Join(s.DiffDir(res[0]), "opq", "new")) {
+				if !fstest.Exists(filepath.Join(s.DiffDir(res[0]), "opq", "new")) {
 					t.Error("the kept layer directory is incomplete")
 				}
 			}
@@ -545,10 +546,10 @@ func TestRefCounts(t *testing.T) {
 		if _, err := s.CreateRootfs("bad", img, digest.FromString("missing")); !errors.Is(err, layer.ErrLayerUnknown) {
 			t.Errorf("CreateRootfs on a missing layer: %v", err)
 		}
-		if exists(filepath.Join(s.root, "rootfs", "bad")) {
+		if fstest.Exists(filepath.Join(s.root, "rootfs", "bad")) {
 			t.Error("failed CreateRootfs left its directory")
 		}
-		if !exists(filepath.Join(s.root, "rootfs", "c1", "upper")) {
+		if !fstest.Exists(filepath.Join(s.root, "rootfs", "c1", "upper")) {
 			t.Error("failed CreateRootfs of an existing id removed the existing one")
 		}
 		if err := s.RemoveRootfs("nope"); !errors.Is(err, layer.ErrRootfsUnknown) {
@@ -570,7 +571,7 @@ func TestRefCounts(t *testing.T) {
 		if err := s.RemoveRootfs("c1"); err != nil {
 			t.Fatal(err)
 		}
-		if mountCount(t, merged) != 0 || exists(filepath.Join(s.root, "rootfs", "c1")) {
+		if mountCount(t, merged) != 0 || fstest.Exists(filepath.Join(s.root, "rootfs", "c1")) {
 			t.Error("RemoveRootfs left c1 behind")
 		}
 		check("c1 removed", 1, -1, -1, 1)
@@ -714,25 +715,25 @@ func TestCollect(t *testing.T) {
 			t.Errorf("Collect freed %d bytes, want %d", freed, want)
 		}
 		for i, l := range chain {
-			if s.Has(l.ChainID) || exists(filepath.Join(s.root, "layers", l.Dir)) {
+			if s.Has(l.ChainID) || fstest.Exists(filepath.Join(s.root, "layers", l.Dir)) {
 				t.Errorf("unreferenced layer %d survived Collect", i+1)
 			}
 		}
-		if s.Has(notLeased.ChainID) || exists(filepath.Join(s.root, "layers", notLeased.Dir)) {
+		if s.Has(notLeased.ChainID) || fstest.Exists(filepath.Join(s.root, "layers", notLeased.Dir)) {
 			t.Error("a layer held only by a dead lease survived Collect")
 		}
 		for _, l := range []*meta.Layer{used, leased} {
-			if !s.Has(l.ChainID) || !exists(s.DiffDir(l)) {
+			if !s.Has(l.ChainID) || !fstest.Exists(s.DiffDir(l)) {
 				t.Errorf("Collect removed held layer %s", l.ChainID)
 			}
 		}
 		for _, p := range []string{oldLayerDir, minuteAgo, oldTmp} {
-			if exists(p) {
+			if fstest.Exists(p) {
 				t.Errorf("Collect left stale %s", p)
 			}
 		}
 		for _, p := range []string{newLayerDir, newTmp} {
-			if !exists(p) {
+			if !fstest.Exists(p) {
 				t.Errorf("Collect removed fresh %s", p)
 			}
 		}
@@ -783,7 +784,7 @@ func TestMountUnmount(t *testing.T) {
 	if n := mountCount(t, p1); n != 1 {
 		t.Errorf("%d mounts at %s after two Mounts, want 1", n, p1)
 	}
-	if got := readString(t, filepath.Join(p1, "hello")); got != "hi" {
+	if got := fstest.ReadFile(t, filepath.Join(p1, "hello")); got != "hi" {
 		t.Errorf("hello = %q", got)
 	}
 	if err := os.WriteFile(filepath.Join(p1, "written"), []byte("w"), 0o644); err != nil {
@@ -795,7 +796,7 @@ func TestMountUnmount(t *testing.T) {
 	if n := mountCount(t, p1); n != 0 {
 		t.Errorf("%d mounts left after Unmount", n)
 	}
-	if exists(filepath.Join(p1, "hello")) {
+	if fstest.Exists(filepath.Join(p1, "hello")) {
 		t.Error("layer content visible with the rootfs unmounted")
 	}
 	if err := s.Unmount("c"); err != nil {
@@ -805,10 +806,10 @@ func TestMountUnmount(t *testing.T) {
 	if _, err := s.Mount("c"); err != nil {
 		t.Fatal(err)
 	}
-	if got := readString(t, filepath.Join(p1, "written")); got != "w" {
+	if got := fstest.ReadFile(t, filepath.Join(p1, "written")); got != "w" {
 		t.Errorf("container write lost across remount: %q", got)
 	}
-	if up, err := s.UpperDir("c"); err != nil || readString(t, filepath.Join(up, "written")) != "w" {
+	if up, err := s.UpperDir("c"); err != nil || fstest.ReadFile(t, filepath.Join(up, "written")) != "w" {
 		t.Errorf("UpperDir = %s, %v", up, err)
 	}
 	// A busy mount (open directory inside) is detached, not refused.
@@ -864,7 +865,7 @@ func TestRootfsWithoutLayers(t *testing.T) {
 		if err := s.Diff("scratch", &diff); err != nil {
 			t.Fatal(err)
 		}
-		if got := tarNames(t, diff.Bytes()); !slices.Equal(got, []string{"only"}) {
+		if got := fstest.TarNames(t, diff.Bytes()); !slices.Equal(got, []string{"only"}) {
 			t.Errorf("diff of a scratch container = %v, want [only]", got)
 		}
 		if err := s.RemoveRootfs("scratch"); err != nil {
