@@ -365,14 +365,29 @@ func TestRegistryPushPullAndSkopeo(t *testing.T) {
 }
 
 func TestLoginLogoutKeepsDockerConfig(t *testing.T) {
-	reg := registrytest.Start(t)
-	root := newRoot(t)
+	reg := registrytest.StartWithAuth(t, "alice", "secret")
+	root := bootstrapRoot(t)
+	ref := reg.Host + "/private/busybox:1"
+	must(t, root, "tag", "busybox", ref)
 	authfile := filepath.Join(t.TempDir(), "config.json")
 	// Other settings in the file survive.
 	os.WriteFile(authfile, []byte(`{"detachKeys":"ctrl-x"}`), 0o600)
-	r := hullIn(t, root, nil, "login", "--authfile", authfile, "-u", "alice", "-p", "secret", reg.Host)
-	if r.code != 0 || !strings.Contains(r.stdout, "Login Succeeded") {
-		t.Fatalf("login: %d %s %s", r.code, r.stdout, r.stderr)
+
+	// Without credentials the registry refuses, and nothing is stored.
+	if r := hull(t, root, "push", "--authfile", authfile, ref); r.code != exitEngine || !strings.Contains(strings.ToLower(r.stderr), "unauthorized") {
+		t.Errorf("push without login: exit %d %s", r.code, r.stderr)
+	}
+	if r := hull(t, root, "login", "--authfile", authfile, "-u", "alice", "-p", "wrong", reg.Host); r.code != exitEngine || !strings.Contains(r.stderr, "incorrect username or password") {
+		t.Errorf("login with a wrong password: exit %d %s", r.code, r.stderr)
+	}
+	if raw, _ := os.ReadFile(authfile); strings.Contains(string(raw), "auths") && strings.Contains(string(raw), reg.Host) {
+		t.Errorf("a failed login stored credentials: %s", raw)
+	}
+
+	cmd := exec.Command(hullBin, "--root", root, "login", "--authfile", authfile, "-u", "alice", "--password-stdin", reg.Host)
+	cmd.Stdin = strings.NewReader("secret\n")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Login Succeeded") {
+		t.Fatalf("login: %v %s", err, out)
 	}
 	var cfg struct {
 		Auths      map[string]struct{ Auth string } `json:"auths"`
@@ -382,16 +397,29 @@ func TestLoginLogoutKeepsDockerConfig(t *testing.T) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	// base64("alice:secret")
+	// base64("alice:secret"), as docker login writes it.
 	if cfg.Auths[reg.Host].Auth != "YWxpY2U6c2VjcmV0" || cfg.DetachKeys != "ctrl-x" {
 		t.Errorf("config.json after login: %s", raw)
 	}
+	// The credentials serve push and pull.
+	must(t, root, "push", "-q", "--authfile", authfile, ref)
+	other := newRoot(t)
+	must(t, other, "pull", "-q", "--authfile", authfile, ref)
+	// DOCKER_CONFIG is where Docker looks by default; hull too.
+	r := hullIn(t, newRoot(t), []string{"DOCKER_CONFIG=" + filepath.Dir(authfile)}, "pull", "-q", ref)
+	if r.code != 0 {
+		t.Errorf("pull with DOCKER_CONFIG: %d %s", r.code, r.stderr)
+	}
+
 	if out := must(t, root, "logout", "--authfile", authfile, reg.Host); !strings.Contains(out, "Removing login credentials") {
 		t.Errorf("logout: %q", out)
 	}
 	raw, _ = os.ReadFile(authfile)
 	if strings.Contains(string(raw), "YWxpY2U6c2VjcmV0") || !strings.Contains(string(raw), "ctrl-x") {
 		t.Errorf("config.json after logout: %s", raw)
+	}
+	if r := hull(t, newRoot(t), "pull", "--authfile", authfile, ref); r.code != exitEngine {
+		t.Errorf("pull after logout: exit %d", r.code)
 	}
 	if out := must(t, root, "logout", "--authfile", authfile, reg.Host); !strings.Contains(out, "Not logged in") {
 		t.Errorf("second logout: %q", out)

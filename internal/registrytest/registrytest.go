@@ -4,9 +4,8 @@
 // loopback port with its own configuration and storage under t.TempDir(), so
 // tests that push and pull images need no network and no shared state.
 //
-// There is no authenticated variant (StartWithAuth): distribution only reads
-// bcrypt htpasswd files, and golang.org/x/crypto/bcrypt is not a dependency
-// of this module. Add it to go.mod first if a test needs basic auth.
+// StartWithAuth runs one that asks for a user and password (htpasswd basic
+// auth, the file written with golang.org/x/crypto/bcrypt).
 package registrytest
 
 import (
@@ -24,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Binary is the registry executable. The project's scripts/deps.sh installs
@@ -47,6 +48,8 @@ type Registry struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed once cmd.Wait has returned
 	out  *syncBuffer
+	// user and password, when the registry asks for them.
+	user, password string
 }
 
 // URL returns the plain-HTTP URL of path on the registry, e.g. URL("/v2/").
@@ -58,6 +61,21 @@ func (r *Registry) URL(path string) string {
 // GET /v2/ answers 200. The registry is killed when the test ends.
 func Start(t testing.TB) *Registry {
 	t.Helper()
+	return start(t, "", "")
+}
+
+// StartWithAuth starts a registry that answers only requests with the given
+// user and password (HTTP basic auth from an htpasswd file).
+func StartWithAuth(t testing.TB, user, password string) *Registry {
+	t.Helper()
+	if user == "" || password == "" {
+		t.Fatal("registrytest: StartWithAuth needs a user and a password")
+	}
+	return start(t, user, password)
+}
+
+func start(t testing.TB, user, password string) *Registry {
+	t.Helper()
 	if _, err := os.Stat(Binary); err != nil {
 		t.Fatalf("docker-registry not installed: run scripts/deps.sh (%v)", err)
 	}
@@ -65,6 +83,17 @@ func Start(t testing.TB) *Registry {
 	dir := filepath.Join(base, "storage")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatalf("registrytest: %v", err)
+	}
+	htpasswd := ""
+	if user != "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			t.Fatalf("registrytest: %v", err)
+		}
+		htpasswd = filepath.Join(base, "htpasswd")
+		if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+			t.Fatalf("registrytest: %v", err)
+		}
 	}
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
@@ -74,13 +103,14 @@ func Start(t testing.TB) *Registry {
 		}
 		host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		conf := filepath.Join(base, fmt.Sprintf("config-%d.yml", attempt))
-		if err := os.WriteFile(conf, []byte(config(host, dir)), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte(config(host, dir, htpasswd)), 0o644); err != nil {
 			t.Fatalf("registrytest: %v", err)
 		}
 		r, err := launch(host, dir, conf)
 		if err != nil {
 			t.Fatalf("registrytest: start %s: %v", Binary, err)
 		}
+		r.user, r.password = user, password
 		// Registered before waiting, so a registry that never gets ready is
 		// still killed.
 		t.Cleanup(r.stop)
@@ -103,8 +133,12 @@ func Start(t testing.TB) *Registry {
 // config renders the registry configuration. Everything a test does not
 // need is off: the access log (noise in test output) and the storage health
 // check (it would only add background I/O).
-func config(host, dir string) string {
-	return fmt.Sprintf(`version: 0.1
+func config(host, dir, htpasswd string) string {
+	auth := ""
+	if htpasswd != "" {
+		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: registrytest\n    path: %s\n", strconv.Quote(htpasswd))
+	}
+	return auth + fmt.Sprintf(`version: 0.1
 log:
   level: warn
   accesslog:
@@ -185,7 +219,14 @@ func (r *Registry) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("registry exited early: %v", r.cmd.ProcessState)
 		default:
 		}
-		resp, err := client.Get(r.URL("/v2/"))
+		req, err := http.NewRequest(http.MethodGet, r.URL("/v2/"), nil)
+		if err != nil {
+			return err
+		}
+		if r.user != "" {
+			req.SetBasicAuth(r.user, r.password)
+		}
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -74,3 +74,24 @@ func TestStartTwice(t *testing.T) {
 		t.Fatalf("registries share %s/%s and %s/%s", a.Host, a.Dir, b.Host, b.Dir)
 	}
 }
+
+func TestStartWithAuth(t *testing.T) {
+	r := StartWithAuth(t, "alice", "secret")
+	for _, c := range []struct {
+		user, pass string
+		want       int
+	}{{"", "", http.StatusUnauthorized}, {"alice", "wrong", http.StatusUnauthorized}, {"alice", "secret", http.StatusOK}} {
+		req, _ := http.NewRequest(http.MethodGet, r.URL("/v2/"), nil)
+		if c.user != "" {
+			req.SetBasicAuth(c.user, c.pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s:%s: %s, want %d", c.user, c.pass, resp.Status, c.want)
+		}
+	}
+}
