@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 
+	"github.com/hullproject/hull/internal/console"
 	"github.com/hullproject/hull/runtime/container"
 )
 
@@ -148,20 +149,20 @@ func execProcess(id string, cmdArgs []string, ef *execFlags, ttyChanged bool) er
 		Process: p, ConsoleSocket: ef.consoleSocket, PreserveFDs: ef.preserveFDs,
 		Stdio: container.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr},
 	}
-	var tty *ttyProxy
+	var tty *console.Proxy
 	if p.Terminal && ef.consoleSocket == "" {
 		if ef.detach {
 			return errors.New("exec --detach with a terminal needs --console-socket")
 		}
-		if tty, err = newTTYProxy(); err != nil {
+		if tty, err = console.New(); err != nil {
 			return err
 		}
-		o.ConsoleConn = tty.remote
-		defer tty.close()
+		o.ConsoleConn = tty.Remote
+		defer tty.Close()
 	}
 	sigs := make(chan os.Signal, 64)
 	if !ef.detach {
-		signal.Notify(sigs, forwardedSignals...)
+		signal.Notify(sigs, console.ForwardedSignals...)
 		defer signal.Stop(sigs)
 	}
 	pid, err := c.Exec(o)
@@ -177,11 +178,11 @@ func execProcess(id string, cmdArgs []string, ef *execFlags, ttyChanged bool) er
 		return nil
 	}
 	if tty != nil {
-		if err := tty.attach(); err != nil {
+		if err := tty.Attach(); err != nil {
 			return err
 		}
 	}
-	if code := waitForwarding(pid, sigs, tty); code != 0 {
+	if code := console.WaitForwarding(pid, sigs, tty); code != 0 {
 		return &exitError{code: code}
 	}
 	return nil

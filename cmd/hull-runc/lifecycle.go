@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/hullproject/hull/internal/console"
 	"github.com/hullproject/hull/runtime/container"
 )
 
@@ -97,15 +98,15 @@ func newRunCmd() *cobra.Command {
 
 func runContainer(id string, cf createFlags, detach bool) error {
 	o := cf.opts()
-	var tty *ttyProxy
+	var tty *console.Proxy
 	if !detach && o.ConsoleSocket == "" {
 		// Used only if the spec asks for a terminal.
 		var err error
-		if tty, err = newTTYProxy(); err != nil {
+		if tty, err = console.New(); err != nil {
 			return err
 		}
-		o.ConsoleConn = tty.remote
-		defer tty.close()
+		o.ConsoleConn = tty.Remote
+		defer tty.Close()
 	}
 	// Forward signals from the moment the container exists. Registering
 	// takes a while in Go, so it overlaps with creating the container.
@@ -113,7 +114,7 @@ func runContainer(id string, cf createFlags, detach bool) error {
 	if !detach {
 		registered := make(chan struct{})
 		go func() {
-			signal.Notify(sigs, forwardedSignals...)
+			signal.Notify(sigs, console.ForwardedSignals...)
 			close(registered)
 		}()
 		defer func() {
@@ -126,7 +127,7 @@ func runContainer(id string, cf createFlags, detach bool) error {
 		return err
 	}
 	if p := c.Spec().Process; tty != nil && (p == nil || !p.Terminal) {
-		tty.close()
+		tty.Close()
 		tty = nil
 	}
 	if err := c.Start(); err != nil {
@@ -137,12 +138,12 @@ func runContainer(id string, cf createFlags, detach bool) error {
 		return nil
 	}
 	if tty != nil {
-		if err := tty.attach(); err != nil {
+		if err := tty.Attach(); err != nil {
 			_ = c.Delete(true)
 			return err
 		}
 	}
-	code := waitForwarding(c.State.Pid, sigs, tty)
+	code := console.WaitForwarding(c.State.Pid, sigs, tty)
 	if err := c.Delete(true); err != nil {
 		logError(err)
 	}

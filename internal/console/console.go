@@ -1,4 +1,8 @@
-package main
+// Package console is what a foreground container needs from the CLI that
+// runs it: signals passed on to the container, and, with a terminal, the
+// container's pty master received over a socketpair and copied to and from
+// our own stdio in raw mode, following window size changes.
+package console
 
 import (
 	"errors"
@@ -12,19 +16,19 @@ import (
 	"github.com/hullproject/hull/runtime/container"
 )
 
-// forwardedSignals are passed on to the container by a foreground run or
+// ForwardedSignals are passed on to the container by a foreground run or
 // exec. Asking Go for every signal instead costs milliseconds at start-up,
 // and SIGCHLD, SIGURG and SIGPIPE are ours anyway.
-var forwardedSignals = []os.Signal{
+var ForwardedSignals = []os.Signal{
 	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
 	unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGWINCH,
 	unix.SIGPWR, unix.SIGSYS, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGPROF,
 }
 
-// waitForwarding waits for our child pid, passing on the signals we get
+// WaitForwarding waits for our child pid, passing on the signals we get
 // and, with a terminal, size changes; it returns the exit status as a shell
 // reports it.
-func waitForwarding(pid int, sigs <-chan os.Signal, tty *ttyProxy) int {
+func WaitForwarding(pid int, sigs <-chan os.Signal, tty *Proxy) int {
 	done := make(chan int, 1)
 	go func() {
 		code, err := container.Wait(pid)
@@ -38,41 +42,44 @@ func waitForwarding(pid int, sigs <-chan os.Signal, tty *ttyProxy) int {
 		case s := <-sigs:
 			if s == unix.SIGWINCH {
 				if tty != nil {
-					tty.resize()
+					tty.Resize()
 				}
 				continue
 			}
 			_ = unix.Kill(pid, s.(unix.Signal))
 		case code := <-done:
 			if tty != nil {
-				tty.drain()
+				tty.Drain()
 			}
 			return code
 		}
 	}
 }
 
-// ttyProxy is the console of a foreground `run` or `exec` with a terminal:
+// Proxy is the console of a foreground `run` or `exec` with a terminal:
 // it receives the container's pty master over a socketpair and copies
 // between it and our own stdio, in raw mode when stdin is a terminal.
-type ttyProxy struct {
-	local, remote *os.File
-	master        *os.File
-	saved         *unix.Termios
-	wg            sync.WaitGroup
-	closed        bool
+type Proxy struct {
+	local *os.File
+	// Remote is the end to hand the runtime as its console socket.
+	Remote *os.File
+	master *os.File
+	saved  *unix.Termios
+	wg     sync.WaitGroup
+	closed bool
 }
 
-func newTTYProxy() (*ttyProxy, error) {
+// New makes the socketpair the runtime sends the pty master over.
+func New() (*Proxy, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("console socketpair: %w", err)
 	}
-	return &ttyProxy{local: os.NewFile(uintptr(fds[0]), "console"), remote: os.NewFile(uintptr(fds[1]), "console-remote")}, nil
+	return &Proxy{local: os.NewFile(uintptr(fds[0]), "console"), Remote: os.NewFile(uintptr(fds[1]), "console-remote")}, nil
 }
 
-// attach receives the master and starts copying.
-func (t *ttyProxy) attach() error {
+// Attach receives the master and starts copying.
+func (t *Proxy) Attach() error {
 	buf := make([]byte, 64)
 	oob := make([]byte, unix.CmsgSpace(4))
 	_, oobn, _, _, err := unix.Recvmsg(int(t.local.Fd()), buf, oob, 0)
@@ -99,7 +106,7 @@ func (t *ttyProxy) attach() error {
 		raw.Cflag |= unix.CS8
 		raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
 		_ = unix.IoctlSetTermios(0, unix.TCSETS, &raw)
-		t.resize()
+		t.Resize()
 	}
 	go func() { _, _ = io.Copy(t.master, os.Stdin) }()
 	t.wg.Add(1)
@@ -110,7 +117,8 @@ func (t *ttyProxy) attach() error {
 	return nil
 }
 
-func (t *ttyProxy) resize() {
+// Resize gives the container our terminal's size.
+func (t *Proxy) Resize() {
 	if t.master == nil {
 		return
 	}
@@ -119,14 +127,15 @@ func (t *ttyProxy) resize() {
 	}
 }
 
-// drain waits for the container's last output.
-func (t *ttyProxy) drain() {
+// Drain waits for the container's last output.
+func (t *Proxy) Drain() {
 	if t.master != nil {
 		t.wg.Wait()
 	}
 }
 
-func (t *ttyProxy) close() {
+// Close restores our terminal and closes both ends.
+func (t *Proxy) Close() {
 	if t.closed {
 		return
 	}
@@ -135,7 +144,7 @@ func (t *ttyProxy) close() {
 		_ = unix.IoctlSetTermios(0, unix.TCSETS, t.saved)
 	}
 	t.local.Close()
-	t.remote.Close()
+	t.Remote.Close()
 	if t.master != nil {
 		t.master.Close()
 	}
