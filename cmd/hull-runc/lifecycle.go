@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -199,24 +198,6 @@ func newStateCmd() *cobra.Command {
 	}
 }
 
-// parseSignal accepts "TERM", "SIGTERM", "sigterm" or "15".
-func parseSignal(s string) (unix.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, fmt.Errorf("invalid signal number %d", n)
-		}
-		return unix.Signal(n), nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
-	}
-	return 0, fmt.Errorf("unknown signal %q", s)
-}
-
 func newKillCmd() *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
@@ -232,7 +213,7 @@ func newKillCmd() *cobra.Command {
 			sig := unix.SIGTERM
 			if len(args) == 2 {
 				var err error
-				if sig, err = parseSignal(args[1]); err != nil {
+				if sig, err = console.ParseSignal(args[1]); err != nil {
 					return err
 				}
 			}

@@ -35,7 +35,16 @@ var (
 	bucketRootfs   = []byte("rootfs")
 	bucketLeases   = []byte("leases")
 	bucketSettings = []byte("settings")
-	allBuckets     = [][]byte{bucketImages, bucketNames, bucketLayers, bucketRootfs, bucketLeases, bucketSettings}
+	allBuckets     = [][]byte{bucketImages, bucketNames, bucketLayers, bucketRootfs, bucketLeases, bucketSettings,
+		[]byte(Containers), []byte(ContainerNames), []byte(Volumes)}
+)
+
+// Buckets that packages above storage keep their own records in, through
+// Record, PutRecord, DeleteRecord and EachRecord.
+const (
+	Containers     = "containers"     // container ID → the engine's container record
+	ContainerNames = "containerNames" // container name → container ID
+	Volumes        = "volumes"        // volume name → the engine's volume record
 )
 
 // Image is an image the store holds. Its ID is the digest of its config, as
@@ -420,4 +429,28 @@ func processStart(pid int) (uint64, error) {
 		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
 	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// Record reads the JSON record under key in one of the engine's buckets.
+func (t *Tx) Record(bucket, key string, v any) error { return t.get([]byte(bucket), key, v) }
+
+// RecordExists reports whether a key is in a bucket.
+func (t *Tx) RecordExists(bucket, key string) bool {
+	b := t.bucket([]byte(bucket))
+	return b != nil && b.Get([]byte(key)) != nil
+}
+
+// PutRecord stores v as JSON under key.
+func (t *Tx) PutRecord(bucket, key string, v any) error { return t.put([]byte(bucket), key, v) }
+
+// DeleteRecord removes a key.
+func (t *Tx) DeleteRecord(bucket, key string) error { return t.del([]byte(bucket), key) }
+
+// EachRecord calls fn with each key and raw JSON value of a bucket.
+func (t *Tx) EachRecord(bucket string, fn func(key string, raw []byte) error) error {
+	b := t.bucket([]byte(bucket))
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
 }
