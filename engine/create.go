@@ -76,6 +76,7 @@ func (e *Engine) Create(o CreateOptions) (c *Container, err error) {
 		return nil, fmt.Errorf("invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", c.Name)
 	}
 	c.LogPath = filepath.Join(e.containerDir(c.ID), c.ID+"-json.log")
+	id := c.ID // the undo steps run after c, the named result, is nil
 
 	// Undo, newest first, whatever was made before a failure.
 	var undo []func()
@@ -89,7 +90,7 @@ func (e *Engine) Create(o CreateOptions) (c *Container, err error) {
 	if _, err := e.Images.Layers.CreateRootfs(c.ID, img.ID, img.TopLayer()); err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { e.Images.Layers.RemoveRootfs(c.ID) })
+	undo = append(undo, func() { e.Images.Layers.RemoveRootfs(id) })
 	for i := range c.Host.Mounts {
 		m := &c.Host.Mounts[i]
 		if m.Type != "volume" {
@@ -109,7 +110,7 @@ func (e *Engine) Create(o CreateOptions) (c *Container, err error) {
 	if err := os.MkdirAll(e.containerDir(c.ID), 0o700); err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { os.RemoveAll(e.containerDir(c.ID)) })
+	undo = append(undo, func() { os.RemoveAll(e.containerDir(id)) })
 	c.State = State{Status: "created"}
 	err = e.DB().Update(func(tx *meta.Tx) error {
 		if tx.RecordExists(meta.ContainerNames, c.Name) {

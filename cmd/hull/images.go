@@ -533,7 +533,25 @@ func newImageInspectCmd(use string, aliases ...string) *cobra.Command {
 	return cmd
 }
 
-func newInspectCmd() *cobra.Command { return newImageInspectCmd("inspect") }
+func newInspectCmd() *cobra.Command {
+	var format, typ string
+	var size bool
+	cmd := &cobra.Command{
+		Use:   "inspect [OPTIONS] NAME|ID [NAME|ID...]",
+		Short: "Return low-level information on containers or images",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if typ != "" && typ != "container" && typ != "image" {
+				return fmt.Errorf("%q is not a valid value for --type", typ)
+			}
+			return inspectObjects(cmd, args, format, typ)
+		},
+	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "format output with a Go template or 'json'")
+	cmd.Flags().StringVar(&typ, "type", "", "return JSON for the specified type (container, image)")
+	cmd.Flags().BoolVarP(&size, "size", "s", false, "display total file sizes if the type is container")
+	return cmd
+}
 
 func newImagePruneCmd() *cobra.Command {
 	var all, force bool

@@ -5,17 +5,20 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hullproject/hull/engine"
 	"github.com/hullproject/hull/image"
 )
 
@@ -49,6 +52,13 @@ func (e *exitError) Error() string {
 	return fmt.Sprintf("exit status %d", e.code)
 }
 
+func init() {
+	// Keep the main goroutine on the main thread: the runtime library
+	// builds containers from threads that join their namespaces and are
+	// then thrown away, and the main thread cannot be thrown away.
+	runtime.LockOSThread()
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	cmd := newRootCmd()
@@ -56,6 +66,11 @@ func main() {
 	stop()
 	if err == nil {
 		return
+	}
+	var xe *engine.ExitError
+	if errors.As(err, &xe) {
+		fmt.Fprintln(os.Stderr, "Error:", oneLine(xe.Error()))
+		os.Exit(xe.Code)
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
@@ -113,6 +128,10 @@ func newRootCmd() *cobra.Command {
 		newImagesCmd(), newTagCmd(), newRmiCmd(), newImportCmd(), newLoadCmd(), newSaveCmd(),
 		newPullCmd(), newPushCmd(), newLoginCmd(), newLogoutCmd(), newHistoryCmd(),
 		newImageCmd(), newSystemCmd(), newInspectCmd(),
+		newCreateCmd(), newRunCmd(), newStartCmd(), newStopCmd("stop"), newStopCmd("restart"),
+		newKillCmd(), newRmCmd(), newPauseCmd(false), newPauseCmd(true), newWaitCmd(), newLogsCmd(),
+		newRenameCmd(), newPsCmd(), newExecCmd(), newTopCmd(), newPortCmd(), newAttachCmd(),
+		newContainerCmd(), newVolumeCmd(),
 	)
 	return root
 }
@@ -128,4 +147,9 @@ func progressOut(cmd *cobra.Command, quiet bool) io.Writer {
 		return nil
 	}
 	return cmd.OutOrStdout()
+}
+
+func jsonIndent(v any) (string, error) {
+	b, err := json.MarshalIndent(v, "", "    ")
+	return string(b), err
 }

@@ -1,0 +1,345 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hullproject/hull/engine"
+	"github.com/hullproject/hull/image"
+	"github.com/hullproject/hull/internal/console"
+	"github.com/hullproject/hull/runtime/container"
+)
+
+func imageDirSize(dir string) int64 { return image.DirSize(dir) }
+
+func newExecCmd() *cobra.Command {
+	var o engine.ExecOptions
+	var detach, interactive, tty bool
+	var envs []string
+	cmd := &cobra.Command{
+		Use:   "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
+		Short: "Execute a command in a running container",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			c, err := e.Resolve(args[0])
+			if err != nil {
+				return err
+			}
+			if st := e.State(c); !st.Running || st.Paused {
+				if st.Paused {
+					return fmt.Errorf("container %s is paused, unpause the container before exec", c.ID[:12])
+				}
+				return fmt.Errorf("container %s is not running", c.ID[:12])
+			}
+			o.Cmd, o.Tty, o.Env = args[1:], tty, envs
+			p, err := e.ExecProcess(c, o)
+			if err != nil {
+				return err
+			}
+			ctr, err := e.RuntimeContainer(c)
+			if err != nil {
+				return err
+			}
+			eo := container.ExecOpts{Process: p}
+			var proxy *console.Proxy
+			if tty && !detach {
+				if !isTerminal(os.Stdin) {
+					return errors.New("the input device is not a TTY")
+				}
+				if proxy, err = console.New(); err != nil {
+					return err
+				}
+				defer proxy.Close()
+				eo.ConsoleConn = proxy.Remote
+			} else if !detach {
+				eo.Stdio = container.Stdio{Out: os.Stdout, Err: os.Stderr}
+				if interactive {
+					eo.Stdio.In = os.Stdin
+				}
+			}
+			sigs := make(chan os.Signal, 16)
+			if !detach {
+				signal.Notify(sigs, console.ForwardedSignals...)
+				defer signal.Stop(sigs)
+			}
+			pid, err := ctr.Exec(eo)
+			if err != nil {
+				var ee *container.ExecError
+				if errors.As(err, &ee) {
+					code := 126
+					if ee.NotFound() {
+						code = 127
+					}
+					return &exitError{code: code, err: err}
+				}
+				return err
+			}
+			if detach {
+				return nil
+			}
+			if proxy != nil {
+				if err := proxy.Attach(); err != nil {
+					return err
+				}
+			}
+			if code := console.WaitForwarding(pid, sigs, proxy); code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.SetInterspersed(false)
+	f.BoolVarP(&detach, "detach", "d", false, "detached mode: run command in the background")
+	f.BoolVarP(&interactive, "interactive", "i", false, "keep STDIN open even if not attached")
+	f.BoolVarP(&tty, "tty", "t", false, "allocate a pseudo-TTY")
+	f.StringArrayVarP(&envs, "env", "e", nil, "set environment variables")
+	f.StringVarP(&o.User, "user", "u", "", "username or UID (format: <name|uid>[:<group|gid>])")
+	f.StringVarP(&o.WorkingDir, "workdir", "w", "", "working directory inside the container")
+	f.BoolVar(&o.Privileged, "privileged", false, "give extended privileges to the command")
+	return cmd
+}
+
+// attachContainer copies a detached container's output (from its monitor's
+// attach socket, in Docker's stream framing) to our stdout and stderr, and
+// with interactive our stdin to it, until the container exits; then it
+// returns the exit code.
+func attachContainer(cmd *cobra.Command, e *engine.Engine, c *engine.Container, interactive bool) (int, error) {
+	sock := filepath.Join(e.RunRoot, "containers", c.ID, "attach.sock")
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		return 0, fmt.Errorf("attach %s: the container is not running with a monitor: %w", c.ID[:12], err)
+	}
+	defer conn.Close()
+	if interactive {
+		go func() {
+			io.Copy(conn, cmd.InOrStdin())
+			if uc, ok := conn.(*net.UnixConn); ok {
+				uc.CloseWrite()
+			}
+		}()
+	}
+	hdr := make([]byte, 8)
+	for {
+		if _, err := io.ReadFull(conn, hdr); err != nil {
+			break
+		}
+		n := binary.BigEndian.Uint32(hdr[4:])
+		w := cmd.OutOrStdout()
+		if hdr[0] == 2 {
+			w = cmd.ErrOrStderr()
+		}
+		if _, err := io.CopyN(w, conn, int64(n)); err != nil {
+			break
+		}
+	}
+	return e.Wait(c.ID)
+}
+
+func newAttachCmd() *cobra.Command {
+	var noStdin bool
+	cmd := &cobra.Command{
+		Use:   "attach [OPTIONS] CONTAINER",
+		Short: "Attach local standard input, output, and error streams to a running container",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			c, err := e.Resolve(args[0])
+			if err != nil {
+				return err
+			}
+			if !e.State(c).Running {
+				return errors.New("you cannot attach to a stopped container, start it first")
+			}
+			code, err := attachContainer(cmd, e, c, c.Config.OpenStdin && !noStdin)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&noStdin, "no-stdin", false, "do not attach STDIN")
+	return cmd
+}
+
+func newVolumeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "volume",
+		Short: "Manage volumes",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+	}
+	var labels []string
+	create := &cobra.Command{
+		Use:   "create [OPTIONS] [VOLUME]",
+		Short: "Create a volume",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			l := map[string]string{}
+			for _, kv := range labels {
+				k, v, _ := strings.Cut(kv, "=")
+				l[k] = v
+			}
+			v, err := e.VolumeCreate(name, l)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), v.Name)
+			return nil
+		},
+	}
+	create.Flags().StringArrayVarP(&labels, "label", "l", nil, "set metadata for a volume")
+	var lsQuiet bool
+	var lsFormat string
+	ls := &cobra.Command{
+		Use:     "ls [OPTIONS]",
+		Aliases: []string{"list"},
+		Short:   "List volumes",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			vols, err := e.Volumes()
+			if err != nil {
+				return err
+			}
+			t := &table{format: lsFormat, headers: map[string]string{"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT"}}
+			for _, v := range vols {
+				if lsQuiet {
+					fmt.Fprintln(cmd.OutOrStdout(), v.Name)
+					continue
+				}
+				t.add(map[string]any{"Driver": v.Driver, "Name": v.Name, "Mountpoint": v.Mountpoint})
+			}
+			if lsQuiet {
+				return nil
+			}
+			return t.print(cmd.OutOrStdout(), "table {{.Driver}}\t{{.Name}}")
+		},
+	}
+	ls.Flags().BoolVarP(&lsQuiet, "quiet", "q", false, "only display volume names")
+	ls.Flags().StringVar(&lsFormat, "format", "", "format output with a Go template, 'table …' or 'json'")
+	var inspFormat string
+	inspect := &cobra.Command{
+		Use:   "inspect [OPTIONS] VOLUME [VOLUME...]",
+		Short: "Display detailed information on one or more volumes",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			var out []any
+			var errs []error
+			for _, a := range args {
+				v, err := e.VolumeInspect(a)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				jv, _ := toJSONValue(v)
+				out = append(out, jv)
+			}
+			if err := printList(cmd, out, inspFormat); err != nil {
+				return err
+			}
+			return errors.Join(errs...)
+		},
+	}
+	inspect.Flags().StringVarP(&inspFormat, "format", "f", "", "format output with a Go template or 'json'")
+	var rmForce bool
+	rm := &cobra.Command{
+		Use:     "rm [OPTIONS] VOLUME [VOLUME...]",
+		Aliases: []string{"remove"},
+		Short:   "Remove one or more volumes",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return eachArg(cmd, args, func(e *engine.Engine, a string) error { return e.VolumeRemove(a, rmForce) })
+		},
+	}
+	rm.Flags().BoolVarP(&rmForce, "force", "f", false, "do not fail on a missing volume")
+	var pruneAll, pruneForce bool
+	prune := &cobra.Command{
+		Use:   "prune [OPTIONS]",
+		Short: "Remove unused volumes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			warning := "WARNING! This will remove anonymous local volumes not used by at least one container."
+			if pruneAll {
+				warning = "WARNING! This will remove all local volumes not used by at least one container."
+			}
+			if !pruneForce && !confirm(cmd, warning) {
+				return nil
+			}
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			removed, freed, err := e.VolumePrune(pruneAll)
+			if len(removed) > 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "Deleted Volumes:")
+				for _, n := range removed {
+					fmt.Fprintln(cmd.OutOrStdout(), n)
+				}
+				fmt.Fprintln(cmd.OutOrStdout())
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "Total reclaimed space:", humanSize(freed))
+			return err
+		},
+	}
+	prune.Flags().BoolVarP(&pruneAll, "all", "a", false, "remove all unused volumes, not just anonymous ones")
+	prune.Flags().BoolVarP(&pruneForce, "force", "f", false, "do not prompt for confirmation")
+	cmd.AddCommand(create, ls, inspect, rm, prune)
+	return cmd
+}
+
+// printList prints inspect-style output: a JSON array, or each item
+// through a --format template.
+func printList(cmd *cobra.Command, out []any, format string) error {
+	if format != "" {
+		for _, v := range out {
+			if err := printTemplate(cmd.OutOrStdout(), format, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if out == nil {
+		out = []any{}
+	}
+	b, err := jsonIndent(out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), b)
+	return nil
+}
