@@ -19,6 +19,7 @@ import (
 	"github.com/hullproject/hull/engine/logs"
 	"github.com/hullproject/hull/internal/console"
 	"github.com/hullproject/hull/runtime/container"
+	"github.com/hullproject/hull/runtime/rootfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,6 +68,9 @@ func (e *Engine) prepare(c *Container) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := makeWorkdir(root, c.Config.WorkingDir); err != nil {
+		return "", err
+	}
 	runDir := e.containerRunDir(c.ID)
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return "", err
@@ -90,6 +94,25 @@ func (e *Engine) prepare(c *Container) (string, error) {
 		return "", err
 	}
 	return bundle, nil
+}
+
+// makeWorkdir creates the working directory in the container's root when
+// the image lacks it, as Docker does; it is resolved inside that root.
+func makeWorkdir(root, dir string) error {
+	if dir == "" || dir == "/" {
+		return nil
+	}
+	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rootFd)
+	fd, err := rootfs.MkdirAllInRoot(rootFd, dir, 0o755)
+	if err != nil {
+		return fmt.Errorf("working directory %s: %w", dir, err)
+	}
+	unix.Close(fd)
+	return nil
 }
 
 // writeEtcFiles makes the container's /etc/hosts, /etc/hostname and

@@ -27,11 +27,21 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	hullBin = filepath.Join(dir, "hull")
-	out, err := exec.Command("go", "build", "-o", hullBin, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build hull: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	// hull finds hull-runc and hull-monitor beside itself.
+	builds := [][]string{
+		{"go", "build", "-o", hullBin, "."},
+		{"go", "build", "-o", filepath.Join(dir, "hull-runc"), "../hull-runc"},
+	}
+	if srcs, _ := filepath.Glob("../hull-monitor/*.c"); len(srcs) > 0 {
+		builds = append(builds, append([]string{"gcc", "-O2", "-o", filepath.Join(dir, "hull-monitor")}, srcs...))
+	}
+	for _, b := range builds {
+		out, err := exec.Command(b[0], b[1:]...).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%v: %v\n%s", b, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -297,9 +297,14 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil {
 		return now.Add(-d), nil
 	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil && !strings.ContainsAny(s, "eE") {
-		sec := int64(f)
-		return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
+	// Seconds and nanoseconds are read apart: a float64 cannot hold a
+	// nanosecond-exact time of today.
+	if secS, fracS, _ := strings.Cut(s, "."); secS != "" && strings.Trim(secS, "0123456789") == "" && strings.Trim(fracS, "0123456789") == "" && len(fracS) <= 9 {
+		sec, err := strconv.ParseInt(secS, 10, 64)
+		if err == nil {
+			ns, _ := strconv.ParseInt((fracS + "000000000")[:9], 10, 64)
+			return time.Unix(sec, ns), nil
+		}
 	}
 	for _, layout := range []string{time.RFC3339Nano, time.RFC3339, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"} {
 		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
