@@ -16,7 +16,13 @@ import (
 func engineRoot(t *testing.T) (root string, h func(args ...string) result) {
 	t.Helper()
 	root = bootstrapRoot(t)
-	run := filepath.Join(t.TempDir(), "run")
+	// A short run root, as /run/hull is: unix socket paths are limited to
+	// 108 bytes.
+	run, err := os.MkdirTemp("", "hr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(run) })
 	h = func(args ...string) result {
 		t.Helper()
 		return hull(t, root, append([]string{"--runroot", run}, args...)...)
@@ -303,3 +309,49 @@ func TestLogsSinceTail(t *testing.T) {
 }
 
 func execSh(line string) ([]byte, error) { return exec.Command("sh", "-c", line).CombinedOutput() }
+
+func TestCpBothWaysStaysInTheContainer(t *testing.T) {
+	_, h := engineRoot(t)
+	// The container leaves symlinks that point at the host's paths.
+	mustH(t, h("run", "--name", "cp", "busybox", "sh", "-c", "ln -s / /escape; ln -s /etc/shadow /leak; mkdir /data; echo inside > /data/f"), "run")
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "file"), []byte("from host\n"), 0o640)
+	os.MkdirAll(filepath.Join(host, "dir/sub"), 0o755)
+	os.WriteFile(filepath.Join(host, "dir/sub/x"), []byte("x\n"), 0o644)
+
+	mustH(t, h("cp", filepath.Join(host, "file"), "cp:/data/copied"), "cp to")
+	mustH(t, h("cp", filepath.Join(host, "dir"), "cp:/data/"), "cp dir to")
+	// Through the symlink to "/": lands in the container's /etc.
+	mustH(t, h("cp", filepath.Join(host, "file"), "cp:/escape/etc/hull-cp-test"), "cp through symlink")
+	if _, err := os.Stat("/etc/hull-cp-test"); err == nil {
+		os.Remove("/etc/hull-cp-test")
+		t.Fatal("cp wrote through a container symlink onto the host")
+	}
+	back := t.TempDir()
+	mustH(t, h("cp", "cp:/etc/hull-cp-test", filepath.Join(back, "t")), "cp back")
+	mustH(t, h("cp", "cp:/data", back), "cp dir back")
+	for f, want := range map[string]string{"t": "from host\n", "data/copied": "from host\n", "data/dir/sub/x": "x\n", "data/f": "inside\n"} {
+		if raw, err := os.ReadFile(filepath.Join(back, f)); err != nil || string(raw) != want {
+			t.Errorf("%s: %q %v", f, raw, err)
+		}
+	}
+	mustH(t, h("rm", "cp"), "rm")
+	mustH(t, h("run", "--name", "cp2", "busybox", "true"), "run")
+	mustH(t, h("run", "--name", "cp3", "busybox", "sh", "-c", "ln -s /etc/shadow /leak; mkdir -p /d/e; echo deep > /d/e/f"), "run")
+	// The container's /leak points at its own /etc/shadow, which busybox
+	// lacks: an error, never the host's shadow file.
+	if r := h("cp", "cp3:/leak", filepath.Join(host, "leak")); r.code == 0 {
+		raw, _ := os.ReadFile(filepath.Join(host, "leak"))
+		if strings.Contains(string(raw), "root:") {
+			t.Fatal("cp read the host's /etc/shadow through a container symlink")
+		}
+	}
+	mustH(t, h("cp", "cp3:/d", host), "cp dir from")
+	if raw, err := os.ReadFile(filepath.Join(host, "d/e/f")); err != nil || string(raw) != "deep\n" {
+		t.Errorf("cp from: %q %v", raw, err)
+	}
+	mustH(t, h("cp", "cp3:/etc/passwd", filepath.Join(host, "pw")), "cp file from")
+	if raw, _ := os.ReadFile(filepath.Join(host, "pw")); !strings.HasPrefix(string(raw), "root:x:0:0") {
+		t.Errorf("cp file from: %q", raw)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/hullproject/hull/engine"
 	"github.com/hullproject/hull/image"
@@ -118,8 +119,7 @@ func newExecCmd() *cobra.Command {
 // with interactive our stdin to it, until the container exits; then it
 // returns the exit code.
 func attachContainer(cmd *cobra.Command, e *engine.Engine, c *engine.Container, interactive bool) (int, error) {
-	sock := filepath.Join(e.RunRoot, "containers", c.ID, "attach.sock")
-	conn, err := net.Dial("unix", sock)
+	conn, err := dialAttach(filepath.Join(e.RunRoot, "containers", c.ID))
 	if err != nil {
 		return 0, fmt.Errorf("attach %s: the container is not running with a monitor: %w", c.ID[:12], err)
 	}
@@ -147,6 +147,18 @@ func attachContainer(cmd *cobra.Command, e *engine.Engine, c *engine.Container, 
 		}
 	}
 	return e.Wait(c.ID)
+}
+
+// dialAttach connects to a monitor's attach socket through a descriptor of
+// its directory, so the path stays within the 108 bytes a socket address
+// holds however deep the run root is.
+func dialAttach(dir string) (net.Conn, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	return net.Dial("unix", fmt.Sprintf("/proc/self/fd/%d/attach.sock", fd))
 }
 
 func newAttachCmd() *cobra.Command {
@@ -342,4 +354,44 @@ func printList(cmd *cobra.Command, out []any, format string) error {
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), b)
 	return nil
+}
+
+func newCpCmd() *cobra.Command {
+	var archiveMode, followLink bool
+	cmd := &cobra.Command{
+		Use:   "cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH | SRC_PATH CONTAINER:DEST_PATH",
+		Short: "Copy files/folders between a container and the local filesystem",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			split := func(s string) (string, string, bool) {
+				// "/abs/path" and "./rel" are host paths even with a colon.
+				if strings.HasPrefix(s, "/") || strings.HasPrefix(s, ".") {
+					return "", s, false
+				}
+				c, p, ok := strings.Cut(s, ":")
+				return c, p, ok
+			}
+			srcC, srcP, srcIn := split(args[0])
+			dstC, dstP, dstIn := split(args[1])
+			if srcP == "-" || dstP == "-" {
+				return errors.New("copying tar streams through stdin/stdout is not supported yet")
+			}
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			switch {
+			case srcIn && dstIn:
+				return errors.New("copying between containers is not supported")
+			case srcIn:
+				return e.CopyFrom(srcC, srcP, dstP)
+			case dstIn:
+				return e.CopyTo(dstC, srcP, dstP)
+			}
+			return errors.New("must specify at least one container source")
+		},
+	}
+	cmd.Flags().BoolVarP(&archiveMode, "archive", "a", false, "archive mode (copy all uid/gid information)")
+	cmd.Flags().BoolVarP(&followLink, "follow-link", "L", false, "always follow symbol link in SRC_PATH")
+	return cmd
 }
