@@ -1,5 +1,6 @@
 # hull — build and test entry points. `make test` is what CI runs.
 GO ?= go
+CC ?= gcc
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
@@ -15,6 +16,7 @@ build: deps
 	@mkdir -p bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hull-runc ./cmd/hull-runc
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hull ./cmd/hull
+	$(CC) -static -O2 -Wall -Wextra -o bin/hull-init cmd/hull-init/init.c
 
 # The main job: a busybox container through hull-runc, no internet needed.
 demo: build

@@ -40,16 +40,16 @@ type Engine struct {
 	// files.
 	Root, RunRoot string
 	// Runtime and Monitor are the hull-runc and hull-monitor binaries used
-	// for detached containers.
-	Runtime, Monitor string
+	// for detached containers; Init is the static hull-init of --init.
+	Runtime, Monitor, Init string
 }
 
 // Options open an engine.
 type Options struct {
 	Root, RunRoot, StorageDriver string
-	// Runtime and Monitor override where the binaries are looked for
-	// (default: beside the running executable, then $PATH).
-	Runtime, Monitor string
+	// Runtime, Monitor and Init override where the binaries are looked
+	// for (default: beside the running executable, then $PATH).
+	Runtime, Monitor, Init string
 }
 
 // Open opens the engine over the store at o.Root.
@@ -65,12 +65,15 @@ func Open(o Options) (*Engine, error) {
 	if err := os.MkdirAll(runRoot, 0o711); err != nil {
 		return nil, fmt.Errorf("run root: %w", err)
 	}
-	e := &Engine{Images: imgs, Root: imgs.Root(), RunRoot: runRoot, Runtime: o.Runtime, Monitor: o.Monitor}
+	e := &Engine{Images: imgs, Root: imgs.Root(), RunRoot: runRoot, Runtime: o.Runtime, Monitor: o.Monitor, Init: o.Init}
 	if e.Runtime == "" {
 		e.Runtime = siblingBinary("hull-runc")
 	}
 	if e.Monitor == "" {
 		e.Monitor = siblingBinary("hull-monitor")
+	}
+	if e.Init == "" {
+		e.Init = siblingBinary("hull-init")
 	}
 	return e, nil
 }

@@ -12,6 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// initPath is where --init puts hull-init in the container.
+const initPath = "/sbin/hull-init"
+
 // cpuPeriod is the CFS period --cpus is expressed against, as Docker's.
 const cpuPeriod = 100000
 
@@ -91,6 +94,15 @@ func (e *Engine) buildSpec(c *Container, rootPath, runDir string) (*specs.Spec, 
 		return nil, err
 	}
 	s.Mounts = append(s.Mounts, mounts...)
+	if h.Init {
+		// hull-init runs as pid 1 in front of the program: it reaps
+		// orphans and passes signals on (see cmd/hull-init).
+		if _, err := os.Stat(e.Init); err != nil {
+			return nil, fmt.Errorf("--init: hull-init not found (%s): %w", e.Init, err)
+		}
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: initPath, Type: "bind", Source: e.Init, Options: []string{"rbind", "ro"}})
+		s.Process.Args = append([]string{initPath, "--"}, s.Process.Args...)
+	}
 	setResources(s.Linux.Resources, h)
 	if h.Privileged {
 		s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}

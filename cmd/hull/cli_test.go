@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 	builds := [][]string{
 		{"go", "build", "-o", hullBin, "."},
 		{"go", "build", "-o", filepath.Join(dir, "hull-runc"), "../hull-runc"},
+		{"gcc", "-static", "-O2", "-o", filepath.Join(dir, "hull-init"), "../hull-init/init.c"},
 	}
 	if srcs, _ := filepath.Glob("../hull-monitor/*.c"); len(srcs) > 0 {
 		builds = append(builds, append([]string{"gcc", "-O2", "-o", filepath.Join(dir, "hull-monitor")}, srcs...))

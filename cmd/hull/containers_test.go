@@ -355,3 +355,19 @@ func TestCpBothWaysStaysInTheContainer(t *testing.T) {
 		t.Errorf("cp file from: %q", raw)
 	}
 }
+
+func TestInit(t *testing.T) {
+	_, h := engineRoot(t)
+	out := mustH(t, h("run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$"), "run --init")
+	if !strings.HasPrefix(out, "/sbin/hull-init -- sh -c") || strings.HasSuffix(out, "\n1\n") {
+		t.Errorf("--init: pid 1 is not hull-init: %q", out)
+	}
+	if r := h("run", "--rm", "--init", "busybox", "sh", "-c", "exit 7"); r.code != 7 {
+		t.Errorf("--init exit status: %d", r.code)
+	}
+	// The program as pid 2 gets the default action of SIGTERM, which a
+	// pid 1 would not: kill from inside ends it at once.
+	if r := h("run", "--rm", "--init", "busybox", "sh", "-c", "sleep 30 & kill -TERM $$; wait"); r.code != 143 {
+		t.Errorf("--init: SIGTERM to the program: exit %d", r.code)
+	}
+}

@@ -188,9 +188,6 @@ func (f *createFlags) options(cmd *cobra.Command, args []string) (engine.CreateO
 		}
 		h.LogConfig.Config[k] = v
 	}
-	if f.init {
-		return o, errors.New("--init is not supported yet")
-	}
 	return o, nil
 }
 
