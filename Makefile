@@ -17,6 +17,7 @@ build: deps
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hull-runc ./cmd/hull-runc
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hull ./cmd/hull
 	$(CC) -static -O2 -Wall -Wextra -o bin/hull-init cmd/hull-init/init.c
+	$(CC) -static -O2 -Wall -Wextra -o bin/hull-monitor cmd/hull-monitor/*.c
 
 # The main job: a busybox container through hull-runc, no internet needed.
 demo: build

@@ -61,8 +61,13 @@ func (e *Engine) monitorAlive(id string) bool {
 	if err != nil || pid <= 0 {
 		return false
 	}
-	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
-	return err == nil && strings.TrimSpace(string(comm)) == "hull-monitor"
+	// "(hull-monitor) S ..." — a zombie (Z) has finished, whoever reaps it.
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	name, rest, ok := strings.Cut(string(stat), ") ")
+	return ok && strings.HasSuffix(name, "(hull-monitor") && !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
 }
 
 // State is the container's state as it truly is now: the record, updated
@@ -122,6 +127,15 @@ func (e *Engine) State(c *Container) State {
 		}
 	}
 	return st
+}
+
+// RestartCount is how often the restart policy restarted the container
+// since it was last started.
+func (e *Engine) RestartCount(c *Container) int {
+	if ms, ok := e.readMonitorState(c.ID); ok {
+		return ms.RestartCount
+	}
+	return c.RestartCount
 }
 
 // writeCtl sends a command line to the container's monitor (a FIFO it
@@ -277,6 +291,12 @@ func (e *Engine) Remove(ref string, force, volumes bool) error {
 	if err != nil {
 		return err
 	}
+	return e.remove(c, force, volumes, true)
+}
+
+// remove deletes a container; waitMonitor lets a monitor that is still
+// finishing end first (not when the monitor itself asked, via Cleanup).
+func (e *Engine) remove(c *Container, force, volumes, waitMonitor bool) error {
 	st := e.State(c)
 	if st.Running || st.Restarting {
 		if !force {
@@ -295,7 +315,7 @@ func (e *Engine) Remove(ref string, force, volumes bool) error {
 	}
 	// A monitor still finishing (deleting the runtime's container) is
 	// given a moment, then the runtime's leftovers are deleted here.
-	for i := 0; i < 200 && e.monitorAlive(c.ID); i++ {
+	for i := 0; waitMonitor && i < 200 && e.monitorAlive(c.ID); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if ctr, err := container.Load(e.runtimeRoot(), c.ID); err == nil {
@@ -306,7 +326,7 @@ func (e *Engine) Remove(ref string, force, volumes bool) error {
 	}
 	os.RemoveAll(e.containerRunDir(c.ID))
 	os.RemoveAll(e.containerDir(c.ID))
-	err = e.DB().Update(func(tx *meta.Tx) error {
+	err := e.DB().Update(func(tx *meta.Tx) error {
 		tx.DeleteRecord(meta.ContainerNames, c.Name)
 		return tx.DeleteRecord(meta.Containers, c.ID)
 	})
@@ -328,6 +348,26 @@ func (e *Engine) Remove(ref string, force, volumes bool) error {
 
 func isNotFound(err error) bool {
 	return err != nil && (errors.Is(err, ErrNotFound) || strings.Contains(err.Error(), "not found"))
+}
+
+// Cleanup is what happens when a detached container has stopped for good
+// (its monitor runs it): the root filesystem is unmounted, and a --rm
+// container removed with its anonymous volumes.
+func (e *Engine) Cleanup(id string) error {
+	c, err := e.Resolve(id)
+	if err != nil {
+		return err
+	}
+	if st := e.State(c); st.Running || st.Restarting {
+		return nil
+	}
+	if c.Host.AutoRemove {
+		if err := e.remove(c, false, true, false); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return nil
+	}
+	return e.Images.Layers.Unmount(c.ID)
 }
 
 // Rename gives a container a new name.

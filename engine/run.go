@@ -257,6 +257,13 @@ func (e *Engine) spawnMonitor(c *Container, bundle string) (int, error) {
 	if dir := memoryCgroupDir(c.ID); dir != "" {
 		args = append(args, "--oom-cgroup", dir)
 	}
+	// Once the container is gone for good, the monitor has hull clean up:
+	// unmount its root filesystem, remove it for --rm.
+	if self, err := os.Executable(); err == nil {
+		for _, a := range []string{self, "--root", e.Root, "--runroot", e.RunRoot, "container", "cleanup", c.ID} {
+			args = append(args, "--exit-command", a)
+		}
+	}
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
 		return 0, err

@@ -9,6 +9,7 @@ declare -A want=(
 	[containerd]=/usr/bin/containerd
 	[runc]=/usr/sbin/runc
 	[gcc]=/usr/bin/gcc
+	[libc6-dev]=/usr/lib/x86_64-linux-gnu/libc.a
 	[make]=/usr/bin/make
 	[iproute2]=/usr/sbin/ip
 	[procps]=/usr/bin/ps

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 		{"gcc", "-static", "-O2", "-o", filepath.Join(dir, "hull-init"), "../hull-init/init.c"},
 	}
 	if srcs, _ := filepath.Glob("../hull-monitor/*.c"); len(srcs) > 0 {
-		builds = append(builds, append([]string{"gcc", "-O2", "-o", filepath.Join(dir, "hull-monitor")}, srcs...))
+		builds = append(builds, append([]string{"gcc", "-static", "-O2", "-o", filepath.Join(dir, "hull-monitor")}, srcs...))
 	}
 	for _, b := range builds {
 		out, err := exec.Command(b[0], b[1:]...).CombinedOutput()

@@ -543,6 +543,20 @@ func newContainerCmd() *cobra.Command {
 	}
 	ls := newPsCmd()
 	ls.Use, ls.Aliases = "ls [OPTIONS]", []string{"list", "ps"}
+	cleanup := &cobra.Command{
+		Use:    "cleanup CONTAINER",
+		Short:  "Clean up after a stopped container (run by its monitor)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			return e.Cleanup(args[0])
+		},
+	}
+	cmd.AddCommand(cleanup)
 	cmd.AddCommand(ls, newCreateCmd(), newRunCmd(), newStartCmd(), newStopCmd("stop"), newStopCmd("restart"),
 		newKillCmd(), newRmCmd(), newPauseCmd(false), newPauseCmd(true), newWaitCmd(), newLogsCmd(),
 		newRenameCmd(), newContainerPruneCmd(), newContainerInspectCmd(), newExecCmd(), newTopCmd(), newPortCmd())
@@ -578,7 +592,7 @@ func containerInspect(e *engine.Engine, c *engine.Container) map[string]any {
 			"StartedAt": zeroTime(st.StartedAt), "FinishedAt": zeroTime(st.FinishedAt), "Health": st.Health,
 		},
 		"Image": c.ImageID.String(), "ResolvConfPath": runDir + "/resolv.conf", "HostnamePath": runDir + "/hostname",
-		"HostsPath": runDir + "/hosts", "LogPath": c.LogPath, "Name": "/" + c.Name, "RestartCount": c.RestartCount,
+		"HostsPath": runDir + "/hosts", "LogPath": c.LogPath, "Name": "/" + c.Name, "RestartCount": e.RestartCount(c),
 		"Driver": e.Images.Layers.Driver(), "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
 		"ExecIDs": nil, "HostConfig": hc, "GraphDriver": graph, "Mounts": mounts, "Config": cfg,
 		"NetworkSettings": map[string]any{"Networks": map[string]any{}, "Ports": map[string]any{}, "SandboxKey": ""},

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -369,5 +370,243 @@ func TestInit(t *testing.T) {
 	// pid 1 would not: kill from inside ends it at once.
 	if r := h("run", "--rm", "--init", "busybox", "sh", "-c", "sleep 30 & kill -TERM $$; wait"); r.code != 143 {
 		t.Errorf("--init: SIGTERM to the program: exit %d", r.code)
+	}
+}
+
+func TestDetachedLifecycle(t *testing.T) {
+	_, h := engineRoot(t)
+	id := strings.TrimSpace(mustH(t, h("run", "-d", "--name", "web", "-l", "role=web", "busybox", "sh", "-c",
+		"trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.1; done"), "run -d"))
+	if len(id) != 64 {
+		t.Fatalf("run -d printed %q", id)
+	}
+	waitFor(t, "log line", func() bool { return h("logs", "web").stdout == "ready\n" })
+	if out := mustH(t, h("ps", "--format", "{{.Names}} {{.State}}"), "ps"); out != "web running\n" {
+		t.Errorf("ps: %q", out)
+	}
+	var st struct {
+		Status  string
+		Running bool
+		Pid     int
+	}
+	json.Unmarshal([]byte(mustH(t, h("inspect", "--format", "{{json .State}}", "web"), "inspect")), &st)
+	if !st.Running || st.Pid <= 0 {
+		t.Fatalf("state %+v", st)
+	}
+	// exec lands in every namespace and the cgroup of the container.
+	// The container's cgroup is the root of its cgroup namespace; the
+	// exec'd shell is listed in it.
+	out := mustH(t, h("exec", "web", "sh", "-c", "grep -qx $$ /sys/fs/cgroup/memory/cgroup.procs && echo in-cgroup; hostname"), "exec")
+	if out != "in-cgroup\n"+id[:12]+"\n" {
+		t.Errorf("exec cgroup/hostname: %q", out)
+	}
+	for _, ns := range []string{"pid", "mnt", "uts", "ipc", "net", "cgroup"} {
+		want, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", st.Pid, ns))
+		got := strings.TrimSpace(mustH(t, h("exec", "web", "readlink", "/proc/self/ns/"+ns), "exec readlink"))
+		if got != want {
+			t.Errorf("exec %s namespace %s, container's %s", ns, got, want)
+		}
+	}
+	if r := h("exec", "web", "nosuchcmd"); r.code != 127 {
+		t.Errorf("exec of a missing command: %d", r.code)
+	}
+	if r := h("exec", "-u", "nobody", "web", "id", "-u"); r.stdout != "65534\n" {
+		t.Errorf("exec -u: %q", r.stdout)
+	}
+	if r := h("exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X $(pwd)"); r.stdout != "1 /tmp\n" {
+		t.Errorf("exec -e -w: %q", r.stdout)
+	}
+	if out := mustH(t, h("top", "web"), "top"); !strings.Contains(out, "PID") || !strings.Contains(out, "sleep") && !strings.Contains(out, "sh -c") {
+		t.Errorf("top: %q", out)
+	}
+	out = mustH(t, h("stats", "--no-stream", "web"), "stats")
+	if !strings.Contains(out, "MEM USAGE / LIMIT") || !strings.Contains(out, "web") {
+		t.Errorf("stats: %q", out)
+	}
+	mustH(t, h("pause", "web"), "pause")
+	if out := mustH(t, h("ps", "--format", "{{.Status}}"), "ps"); !strings.Contains(out, "(Paused)") {
+		t.Errorf("paused: %q", out)
+	}
+	mustH(t, h("unpause", "web"), "unpause")
+	// A running container is not removed without -f.
+	if r := h("rm", "web"); r.code != 125 {
+		t.Errorf("rm of a running container: %d", r.code)
+	}
+	start := time.Now()
+	mustH(t, h("stop", "web"), "stop")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("stop took %v though the container handles TERM", d)
+	}
+	if out := mustH(t, h("logs", "web"), "logs"); out != "ready\ngot TERM\n" {
+		t.Errorf("logs after stop: %q", out)
+	}
+	if out := mustH(t, h("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "web"), "inspect"); out != "exited 0\n" {
+		t.Errorf("after stop: %q", out)
+	}
+	// start again, then kill.
+	mustH(t, h("start", "web"), "start")
+	waitFor(t, "second ready", func() bool { return strings.Count(h("logs", "web").stdout, "ready") == 2 })
+	mustH(t, h("kill", "web"), "kill")
+	if out := strings.TrimSpace(mustH(t, h("wait", "web"), "wait")); out != "137" {
+		t.Errorf("wait after kill: %q", out)
+	}
+	mustH(t, h("rm", "web"), "rm")
+	// run -d then rm -f.
+	mustH(t, h("run", "-d", "--name", "gone", "busybox", "sleep", "300"), "run -d")
+	mustH(t, h("rm", "-f", "gone"), "rm -f")
+	if out := mustH(t, h("ps", "-a", "-q"), "ps"); out != "" {
+		t.Errorf("containers left: %q", out)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "hull-monitor --id "+id).Output(); len(out) > 0 {
+		t.Errorf("monitor still running: %s", out)
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestHealthAndRestart(t *testing.T) {
+	_, h := engineRoot(t)
+	mustH(t, h("run", "-d", "--name", "hc", "--health-cmd", "test -f /tmp/ok", "--health-interval", "200ms", "--health-retries", "2",
+		"busybox", "sh", "-c", "sleep 0.6; touch /tmp/ok; sleep 1.5; rm /tmp/ok; sleep 300"), "run -d")
+	health := func() string {
+		return strings.TrimSpace(h("inspect", "--format", "{{.State.Health.Status}}", "hc").stdout)
+	}
+	if s := health(); s != "starting" {
+		t.Errorf("health at start: %q", s)
+	}
+	waitFor(t, "healthy", func() bool { return health() == "healthy" })
+	if out := mustH(t, h("ps", "--filter", "health=healthy", "--format", "{{.Names}} {{.Status}}"), "ps"); !strings.Contains(out, "hc Up") || !strings.Contains(out, "(healthy)") {
+		t.Errorf("ps healthy: %q", out)
+	}
+	waitFor(t, "unhealthy", func() bool { return health() == "unhealthy" })
+	var hs struct {
+		Status        string
+		FailingStreak int
+		Log           []struct {
+			ExitCode int
+			Output   string
+		}
+	}
+	json.Unmarshal([]byte(mustH(t, h("inspect", "--format", "{{json .State.Health}}", "hc"), "inspect")), &hs)
+	if hs.FailingStreak < 2 || len(hs.Log) == 0 || len(hs.Log) > 5 || hs.Log[len(hs.Log)-1].ExitCode != 1 {
+		t.Errorf("health state: %+v", hs)
+	}
+	mustH(t, h("rm", "-f", "hc"), "rm")
+
+	// on-failure:3 restarts exactly three times.
+	mustH(t, h("run", "-d", "--name", "flaky", "--restart", "on-failure:3", "busybox", "sh", "-c", "echo run; exit 2"), "run -d")
+	if code := strings.TrimSpace(mustH(t, h("wait", "flaky"), "wait")); code != "2" {
+		t.Errorf("wait: %q", code)
+	}
+	if out := mustH(t, h("inspect", "--format", "{{.RestartCount}} {{.State.Status}}", "flaky"), "inspect"); out != "3 exited\n" {
+		t.Errorf("restart count: %q", out)
+	}
+	if out := mustH(t, h("logs", "flaky"), "logs"); out != "run\nrun\nrun\nrun\n" {
+		t.Errorf("logs of 4 runs: %q", out)
+	}
+	// always, then a stop: no restart after it.
+	mustH(t, h("run", "-d", "--name", "always", "--restart", "always", "busybox", "sleep", "300"), "run -d")
+	mustH(t, h("stop", "-t", "0", "always"), "stop")
+	time.Sleep(500 * time.Millisecond)
+	if out := mustH(t, h("inspect", "--format", "{{.State.Status}}", "always"), "inspect"); out != "exited\n" {
+		t.Errorf("always after stop: %q", out)
+	}
+}
+
+func TestMonitorKilledPsTellsTheTruth(t *testing.T) {
+	root, h := engineRoot(t)
+	_ = root
+	id := strings.TrimSpace(mustH(t, h("run", "-d", "busybox", "sleep", "300"), "run -d"))
+	out, _ := exec.Command("pgrep", "-f", "hull-monitor --id "+id).Output()
+	pid := strings.TrimSpace(string(out))
+	if pid == "" {
+		t.Fatal("no monitor")
+	}
+	exec.Command("kill", "-9", pid).Run()
+	time.Sleep(200 * time.Millisecond)
+	// The container keeps running, and ps says so.
+	if out := mustH(t, h("ps", "--format", "{{.State}}", "--filter", "id="+id), "ps"); out != "running\n" {
+		t.Errorf("after the monitor died: %q", out)
+	}
+	mustH(t, h("exec", id, "true"), "exec")
+	// Killed now with nobody watching: ps says exited.
+	var st struct{ Pid int }
+	json.Unmarshal([]byte(mustH(t, h("inspect", "--format", "{{json .State}}", id), "inspect")), &st)
+	exec.Command("kill", "-9", fmt.Sprint(st.Pid)).Run()
+	waitFor(t, "exited", func() bool {
+		return strings.TrimSpace(h("ps", "-a", "--format", "{{.State}}", "--filter", "id="+id).stdout) == "exited"
+	})
+	mustH(t, h("rm", id), "rm")
+}
+
+func TestParallelRunPsStopRm(t *testing.T) {
+	_, h := engineRoot(t)
+	const n = 50
+	ids := make([]string, n)
+	errs := make(chan string, n*4)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r := h("run", "-d", "--name", fmt.Sprintf("p%02d", i), "busybox", "sleep", "300")
+			if r.code != 0 {
+				errs <- fmt.Sprintf("run %d: %s", i, r.stderr)
+				return
+			}
+			ids[i] = strings.TrimSpace(r.stdout)
+		}(i)
+	}
+	wg.Wait()
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := h("ps", "-q")
+			if r.code != 0 || len(strings.Fields(r.stdout)) != n {
+				errs <- fmt.Sprintf("ps during the run: %d lines: %s", len(strings.Fields(r.stdout)), r.stderr)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			name := fmt.Sprintf("p%02d", i)
+			if i%2 == 0 {
+				if r := h("stop", "-t", "1", name); r.code != 0 {
+					errs <- "stop " + name + ": " + r.stderr
+				}
+				if r := h("rm", name); r.code != 0 {
+					errs <- "rm " + name + ": " + r.stderr
+				}
+			} else if r := h("rm", "-f", name); r.code != 0 {
+				errs <- "rm -f " + name + ": " + r.stderr
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if out := mustH(t, h("ps", "-a", "-q"), "ps"); out != "" {
+		t.Errorf("containers left: %q", out)
+	}
+	for _, id := range ids {
+		if out, _ := exec.Command("pgrep", "-f", "hull-monitor --id "+id).Output(); id != "" && len(out) > 0 {
+			t.Errorf("monitor of %s left: %s", id[:12], out)
+		}
 	}
 }
