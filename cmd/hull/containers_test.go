@@ -610,3 +610,56 @@ func TestParallelRunPsStopRm(t *testing.T) {
 		}
 	}
 }
+
+func TestTerminalAttachFollowRotation(t *testing.T) {
+	root, h := engineRoot(t)
+	// -it gets a real pty of the terminal's size (script(1) gives us one).
+	runRoot, _ := os.MkdirTemp("", "hr")
+	defer os.RemoveAll(runRoot)
+	line := fmt.Sprintf("stty rows 33 cols 111; %s --root %s --runroot %s run -it --rm busybox sh -c 'tty; stty size'", hullBin, root, runRoot)
+	out, err := exec.Command("script", "-qec", line, "/dev/null").Output()
+	if err != nil {
+		t.Fatalf("run -it: %v %q", err, out)
+	}
+	if !strings.Contains(string(out), "/dev/pts/") || !strings.Contains(string(out), "33 111") {
+		t.Errorf("run -it: %q", out)
+	}
+	// logs -f follows until the container ends.
+	mustH(t, h("run", "-d", "--name", "ticker", "busybox", "sh", "-c", "for i in 1 2 3; do echo tick$i; sleep 0.3; done"), "run -d")
+	if out := mustH(t, h("logs", "-f", "ticker"), "logs -f"); out != "tick1\ntick2\ntick3\n" {
+		t.Errorf("logs -f: %q", out)
+	}
+	// attach streams a running container's output and returns its code.
+	mustH(t, h("run", "-d", "--name", "talker", "busybox", "sh", "-c", "sleep 0.5; echo hello; echo err >&2; exit 5"), "run -d")
+	r := h("attach", "talker")
+	if r.code != 5 || r.stdout != "hello\n" || r.stderr != "err\n" {
+		t.Errorf("attach: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	// start -a of a stopped container.
+	r = h("start", "-a", "talker")
+	if r.code != 5 || !strings.Contains(r.stdout, "hello") {
+		t.Errorf("start -a: %d %q", r.code, r.stdout)
+	}
+	// --log-opt rotation keeps max-file files of about max-size.
+	mustH(t, h("run", "--name", "chatty", "--log-opt", "max-size=2k", "--log-opt", "max-file=2", "busybox", "sh", "-c", "for i in $(seq 200); do echo line $i; done"), "run")
+	logPath := strings.TrimSpace(mustH(t, h("inspect", "--format", "{{.LogPath}}", "chatty"), "inspect"))
+	for _, p := range []string{logPath, logPath + ".1"} {
+		st, err := os.Stat(p)
+		if err != nil || st.Size() > 2048 {
+			t.Errorf("%s: %v %v", p, st, err)
+		}
+	}
+	if _, err := os.Stat(logPath + ".2"); err == nil {
+		t.Errorf("more than max-file files")
+	}
+	if out := mustH(t, h("logs", "--tail", "1", "chatty"), "logs"); out != "line 200\n" {
+		t.Errorf("last line after rotation: %q", out)
+	}
+	// --stop-signal and --stop-timeout.
+	mustH(t, h("run", "-d", "--name", "usr1", "--stop-signal", "USR1", "--stop-timeout", "1", "busybox", "sh", "-c", "trap 'echo usr1; exit 0' USR1; while true; do sleep 0.1; done"), "run -d")
+	time.Sleep(300 * time.Millisecond)
+	mustH(t, h("stop", "usr1"), "stop")
+	if out := mustH(t, h("logs", "usr1"), "logs"); out != "usr1\n" {
+		t.Errorf("stop signal: %q", out)
+	}
+}
