@@ -215,9 +215,47 @@ func newDfCmd() *cobra.Command {
 			}}
 			t.add(map[string]any{"Type": "Images", "TotalCount": fmt.Sprint(du.Images), "Active": fmt.Sprint(du.ActiveImages),
 				"Size": humanSize(du.ImagesSize), "Reclaimable": reclaim(du.ImagesReclaimable, du.ImagesSize)})
-			t.add(map[string]any{"Type": "Containers", "TotalCount": fmt.Sprint(du.Containers), "Active": "0",
+			running := 0
+			if e, err := openEngine(); err == nil {
+				if list, err := e.List(); err == nil {
+					for _, c := range list {
+						if e.State(c).Running {
+							running++
+						}
+					}
+				}
+			}
+			t.add(map[string]any{"Type": "Containers", "TotalCount": fmt.Sprint(du.Containers), "Active": fmt.Sprint(running),
 				"Size": humanSize(du.ContainersSize), "Reclaimable": reclaim(du.ContainersSize, du.ContainersSize)})
-			t.add(map[string]any{"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"})
+			volRow := map[string]any{"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}
+			if e, err := openEngine(); err == nil {
+				if vols, err := e.Volumes(); err == nil {
+					used := map[string]bool{}
+					if list, err := e.List(); err == nil {
+						for _, c := range list {
+							for _, m := range c.Host.Mounts {
+								if m.Type == "volume" {
+									used[m.Name] = true
+								}
+							}
+						}
+					}
+					var total, free int64
+					active := 0
+					for _, v := range vols {
+						n := imageDirSize(v.Mountpoint)
+						total += n
+						if used[v.Name] {
+							active++
+						} else {
+							free += n
+						}
+					}
+					volRow = map[string]any{"Type": "Local Volumes", "TotalCount": fmt.Sprint(len(vols)), "Active": fmt.Sprint(active),
+						"Size": humanSize(total), "Reclaimable": reclaim(free, total)}
+				}
+			}
+			t.add(volRow)
 			t.add(map[string]any{"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"})
 			return t.print(cmd.OutOrStdout(), "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}")
 		},
@@ -238,8 +276,43 @@ func newSystemPruneCmd() *cobra.Command {
 			if all {
 				images = "  - all images without at least one container associated to them"
 			}
-			warning := "WARNING! This will remove:\n" + images + "\n  - unreferenced blobs and layers left by interrupted operations\n"
-			return pruneImages(cmd, all, force, warning)
+			vols := ""
+			if volumes {
+				vols = "  - all anonymous volumes not used by at least one container\n"
+			}
+			warning := "WARNING! This will remove:\n  - all stopped containers\n" + vols + images + "\n  - unreferenced blobs and layers left by interrupted operations\n"
+			if !force && !confirm(cmd, warning) {
+				return nil
+			}
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			removed, err := e.Prune()
+			if len(removed) > 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "Deleted Containers:")
+				for _, id := range removed {
+					fmt.Fprintln(cmd.OutOrStdout(), id)
+				}
+				fmt.Fprintln(cmd.OutOrStdout())
+			}
+			if err != nil {
+				return err
+			}
+			if volumes {
+				names, _, err := e.VolumePrune(false)
+				if err != nil {
+					return err
+				}
+				if len(names) > 0 {
+					fmt.Fprintln(cmd.OutOrStdout(), "Deleted Volumes:")
+					for _, n := range names {
+						fmt.Fprintln(cmd.OutOrStdout(), n)
+					}
+					fmt.Fprintln(cmd.OutOrStdout())
+				}
+			}
+			return pruneImages(cmd, all, true, "")
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all unused images, not just dangling ones")
