@@ -40,6 +40,7 @@ bench: build
 	scripts/deps.sh --bench
 	bench/runtime.sh
 	bench/images.sh
+	bench/engine.sh
 
 clean:
 	rm -rf bin test/oci-validation/work

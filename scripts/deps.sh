@@ -21,6 +21,7 @@ if [[ "${1:-}" == "--bench" ]]; then
 	want[crun]=/usr/bin/crun
 	want[hyperfine]=/usr/bin/hyperfine
 	want[umoci]=/usr/bin/umoci
+	want[docker.io]=/usr/sbin/dockerd
 fi
 
 missing=()
