@@ -62,9 +62,8 @@ func Open(o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(runRoot, 0o711); err != nil {
-		return nil, fmt.Errorf("run root: %w", err)
-	}
+	// The run root is made when a container first needs it, so read-only
+	// commands leave no trace.
 	e := &Engine{Images: imgs, Root: imgs.Root(), RunRoot: runRoot, Runtime: o.Runtime, Monitor: o.Monitor, Init: o.Init}
 	if e.Runtime == "" {
 		e.Runtime = siblingBinary("hull-runc")
