@@ -663,3 +663,45 @@ func TestTerminalAttachFollowRotation(t *testing.T) {
 		t.Errorf("stop signal: %q", out)
 	}
 }
+
+func TestImageVolumesHealthcheckNetworkModes(t *testing.T) {
+	root, h := engineRoot(t)
+	mnt := strings.TrimSpace(must(t, root, "image", "mount", "busybox"))
+	tarball := filepath.Join(t.TempDir(), "img.tar")
+	if out, err := execSh(fmt.Sprintf("tar -C %s -cf %s .", mnt, tarball)); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	must(t, root, "image", "unmount", "busybox")
+	must(t, root, "import", "-c", "VOLUME /data", "-c", "HEALTHCHECK --interval=100ms CMD true",
+		"-c", `CMD ["sleep", "300"]`, "-c", "STOPSIGNAL SIGKILL", tarball, "withvol:1")
+	mustH(t, h("run", "-d", "--name", "vol", "withvol:1"), "run -d")
+	vols := strings.Fields(mustH(t, h("volume", "ls", "-q"), "volume ls"))
+	if len(vols) != 1 || len(vols[0]) != 64 {
+		t.Fatalf("anonymous volume for the image's VOLUME: %v", vols)
+	}
+	if out := mustH(t, h("inspect", "--format", "{{range .Mounts}}{{.Type}} {{.Destination}}{{end}} {{.Config.StopSignal}}", "vol"), "inspect"); out != "volume /data SIGKILL\n" {
+		t.Errorf("mounts: %q", out)
+	}
+	waitFor(t, "image health check", func() bool {
+		return strings.TrimSpace(h("inspect", "--format", "{{.State.Health.Status}}", "vol").stdout) == "healthy"
+	})
+	// --no-healthcheck turns the image's off.
+	mustH(t, h("run", "-d", "--name", "nohc", "--no-healthcheck", "withvol:1"), "run -d")
+	if out := mustH(t, h("inspect", "--format", "{{if .State.Health}}health{{else}}none{{end}}", "nohc"), "inspect"); out != "none\n" {
+		t.Errorf("--no-healthcheck: %q", out)
+	}
+	mustH(t, h("rm", "-f", "-v", "vol", "nohc"), "rm -f -v")
+	if out := mustH(t, h("volume", "ls", "-q"), "volume ls"); out != "" {
+		t.Errorf("rm -v left volumes: %q", out)
+	}
+	// --network none: only loopback; host: the host's interfaces and name.
+	if out := mustH(t, h("run", "--rm", "busybox", "ls", "/sys/class/net"), "run"); out != "lo\n" {
+		t.Errorf("--network none: %q", out)
+	}
+	hostName, _ := os.Hostname()
+	hostIfs, _ := os.ReadDir("/sys/class/net")
+	out := mustH(t, h("run", "--rm", "--network", "host", "busybox", "sh", "-c", "hostname; ls /sys/class/net | wc -l"), "run host")
+	if out != fmt.Sprintf("%s\n%d\n", hostName, len(hostIfs)) {
+		t.Errorf("--network host: %q", out)
+	}
+}
