@@ -21,7 +21,6 @@ import (
 
 	"github.com/hullproject/hull/image"
 	"github.com/hullproject/hull/storage/meta"
-	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -129,29 +128,8 @@ type Container struct {
 }
 
 // Config is the container's configuration from the image and the command
-// line, with Docker's field names.
-type Config struct {
-	Hostname     string                        `json:"Hostname"`
-	Domainname   string                        `json:"Domainname"`
-	User         string                        `json:"User"`
-	AttachStdin  bool                          `json:"AttachStdin"`
-	AttachStdout bool                          `json:"AttachStdout"`
-	AttachStderr bool                          `json:"AttachStderr"`
-	ExposedPorts map[string]struct{}           `json:"ExposedPorts,omitempty"`
-	Tty          bool                          `json:"Tty"`
-	OpenStdin    bool                          `json:"OpenStdin"`
-	StdinOnce    bool                          `json:"StdinOnce"`
-	Env          []string                      `json:"Env"`
-	Cmd          []string                      `json:"Cmd"`
-	Healthcheck  *dockerspec.HealthcheckConfig `json:"Healthcheck,omitempty"`
-	Image        string                        `json:"Image"`
-	Volumes      map[string]struct{}           `json:"Volumes"`
-	WorkingDir   string                        `json:"WorkingDir"`
-	Entrypoint   []string                      `json:"Entrypoint"`
-	Labels       map[string]string             `json:"Labels"`
-	StopSignal   string                        `json:"StopSignal,omitempty"`
-	StopTimeout  *int                          `json:"StopTimeout,omitempty"`
-}
+// line, with Docker's field names: the same shape as an image's.
+type Config = image.ContainerConfig
 
 // HostConfig is how the container runs on this host, with Docker's names.
 type HostConfig struct {

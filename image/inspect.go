@@ -56,6 +56,7 @@ type ContainerConfig struct {
 	OnBuild      []string                      `json:"OnBuild"`
 	Labels       map[string]string             `json:"Labels"`
 	StopSignal   string                        `json:"StopSignal,omitempty"`
+	StopTimeout  *int                          `json:"StopTimeout,omitempty"`
 	Shell        []string                      `json:"Shell,omitempty"`
 }
 

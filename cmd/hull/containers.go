@@ -1,9 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"sort"
@@ -519,13 +519,7 @@ func newContainerPruneCmd() *cobra.Command {
 				return err
 			}
 			removed, err := e.Prune()
-			if len(removed) > 0 {
-				fmt.Fprintln(cmd.OutOrStdout(), "Deleted Containers:")
-				for _, id := range removed {
-					fmt.Fprintln(cmd.OutOrStdout(), id)
-				}
-				fmt.Fprintln(cmd.OutOrStdout())
-			}
+			printDeleted(cmd.OutOrStdout(), "Deleted Containers:", removed)
 			fmt.Fprintln(cmd.OutOrStdout(), "Total reclaimed space: 0B")
 			return err
 		},
@@ -665,23 +659,22 @@ func inspectObjects(cmd *cobra.Command, args []string, format, typ string) error
 		}
 		out = append(out, jv)
 	}
-	if format != "" {
-		for _, v := range out {
-			if err := printTemplate(cmd.OutOrStdout(), format, v); err != nil {
-				return err
-			}
-		}
-	} else {
-		if out == nil {
-			out = []any{}
-		}
-		b, err := json.MarshalIndent(out, "", "    ")
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), string(b))
+	if err := printList(cmd, out, format); err != nil {
+		return err
 	}
 	return errors.Join(errs...)
+}
+
+// printDeleted prints a prune's list under its title, as Docker does.
+func printDeleted(w io.Writer, title string, items []string) {
+	if len(items) == 0 {
+		return
+	}
+	fmt.Fprintln(w, title)
+	for _, it := range items {
+		fmt.Fprintln(w, it)
+	}
+	fmt.Fprintln(w)
 }
 
 func newTopCmd() *cobra.Command {

@@ -317,13 +317,7 @@ func newVolumeCmd() *cobra.Command {
 				return err
 			}
 			removed, freed, err := e.VolumePrune(pruneAll)
-			if len(removed) > 0 {
-				fmt.Fprintln(cmd.OutOrStdout(), "Deleted Volumes:")
-				for _, n := range removed {
-					fmt.Fprintln(cmd.OutOrStdout(), n)
-				}
-				fmt.Fprintln(cmd.OutOrStdout())
-			}
+			printDeleted(cmd.OutOrStdout(), "Deleted Volumes:", removed)
 			fmt.Fprintln(cmd.OutOrStdout(), "Total reclaimed space:", humanSize(freed))
 			return err
 		},

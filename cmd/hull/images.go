@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -507,21 +506,8 @@ func newImageInspectCmd(use string, aliases ...string) *cobra.Command {
 				}
 				out = append(out, v)
 			}
-			if format != "" {
-				for _, v := range out {
-					if err := printTemplate(cmd.OutOrStdout(), format, v); err != nil {
-						return err
-					}
-				}
-			} else {
-				if out == nil {
-					out = []any{}
-				}
-				b, err := json.MarshalIndent(out, "", "    ")
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			if err := printList(cmd, out, format); err != nil {
+				return err
 			}
 			return errors.Join(errs...)
 		},

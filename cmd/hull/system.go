@@ -289,27 +289,15 @@ func newSystemPruneCmd() *cobra.Command {
 				return err
 			}
 			removed, err := e.Prune()
-			if len(removed) > 0 {
-				fmt.Fprintln(cmd.OutOrStdout(), "Deleted Containers:")
-				for _, id := range removed {
-					fmt.Fprintln(cmd.OutOrStdout(), id)
-				}
-				fmt.Fprintln(cmd.OutOrStdout())
-			}
+			printDeleted(cmd.OutOrStdout(), "Deleted Containers:", removed)
 			if err != nil {
 				return err
 			}
 			if volumes {
 				names, _, err := e.VolumePrune(false)
+				printDeleted(cmd.OutOrStdout(), "Deleted Volumes:", names)
 				if err != nil {
 					return err
-				}
-				if len(names) > 0 {
-					fmt.Fprintln(cmd.OutOrStdout(), "Deleted Volumes:")
-					for _, n := range names {
-						fmt.Fprintln(cmd.OutOrStdout(), n)
-					}
-					fmt.Fprintln(cmd.OutOrStdout())
 				}
 			}
 			return pruneImages(cmd, all, true, "")
