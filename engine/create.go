@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"github.com/hullproject/hull/image"
 	"github.com/hullproject/hull/internal/console"
 	"github.com/hullproject/hull/internal/progress"
+	"github.com/hullproject/hull/network"
 	"github.com/hullproject/hull/storage/meta"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 )
@@ -49,6 +51,15 @@ type CreateOptions struct {
 	Volumes    []string
 	MountSpecs []string
 	Tmpfs      []string
+
+	// Publish are -p arguments; PublishAll is -P.
+	Publish    []string
+	PublishAll bool
+	// Aliases are --network-alias names, DNS --dns servers, AddHosts
+	// --add-host host:ip entries.
+	Aliases  []string
+	DNS      []string
+	AddHosts []string
 
 	// Pull is missing (default), always or never.
 	Pull       string
@@ -288,13 +299,64 @@ func (e *Engine) fillConfig(c *Container, img *dockerspec.DockerOCIImage, o *Cre
 	if err := validateSecurityOpts(h.SecurityOpt); err != nil {
 		return err
 	}
-	if h.NetworkMode == "" || h.NetworkMode == "default" || h.NetworkMode == "bridge" {
-		// Bridge networks come with the networking work; until then a
-		// container gets its own, empty network namespace.
-		h.NetworkMode = "none"
+	if h.NetworkMode == "" || h.NetworkMode == "default" {
+		h.NetworkMode = network.DefaultName
 	}
-	if h.NetworkMode != "none" && h.NetworkMode != "host" {
-		return fmt.Errorf("network %s not found (supported: none, host)", h.NetworkMode)
+	switch {
+	case h.NetworkMode == "none", h.NetworkMode == "host":
+	case strings.HasPrefix(h.NetworkMode, "container:"):
+		if _, err := e.Resolve(strings.TrimPrefix(h.NetworkMode, "container:")); err != nil {
+			return err
+		}
+	default:
+		n, err := e.Networks().Get(h.NetworkMode)
+		if err != nil {
+			return fmt.Errorf("network %s not found", h.NetworkMode)
+		}
+		h.NetworkMode = n.Name
+	}
+	if len(o.Aliases) > 0 && (!usesBridge(h.NetworkMode) || h.NetworkMode == network.DefaultName) {
+		return errors.New("network-scoped aliases are only supported for user-defined networks")
+	}
+	c.Aliases = o.Aliases
+	for _, d := range o.DNS {
+		if net.ParseIP(d) == nil {
+			return fmt.Errorf("invalid --dns %q: not an IP address", d)
+		}
+	}
+	h.DNS = o.DNS
+	for _, a := range o.AddHosts {
+		host, ip, ok := strings.Cut(a, ":")
+		if !ok || host == "" || net.ParseIP(ip) == nil {
+			return fmt.Errorf("invalid --add-host %q: expected host:ip", a)
+		}
+	}
+	h.ExtraHosts = o.AddHosts
+	for _, p := range o.Publish {
+		b, err := network.ParsePublish(p)
+		if err != nil {
+			return err
+		}
+		h.PortBindings = append(h.PortBindings, b...)
+	}
+	h.PublishAllPorts = o.PublishAll
+	if o.PublishAll {
+		var exposed []string
+		for p := range c.Config.ExposedPorts {
+			exposed = append(exposed, p)
+		}
+		sort.Strings(exposed)
+		for _, p := range exposed {
+			b, err := network.ParsePublish(p)
+			if err != nil {
+				return err
+			}
+			h.PortBindings = append(h.PortBindings, b...)
+		}
+	}
+	if len(h.PortBindings) > 0 && !usesBridge(h.NetworkMode) {
+		// Docker ignores published ports outside bridge networks.
+		h.PortBindings = nil
 	}
 	if err := validateRestart(h.RestartPolicy); err != nil {
 		return err

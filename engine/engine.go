@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hullproject/hull/image"
+	"github.com/hullproject/hull/network"
 	"github.com/hullproject/hull/storage/meta"
 	"github.com/opencontainers/go-digest"
 )
@@ -41,6 +42,8 @@ type Engine struct {
 	// Runtime and Monitor are the hull-runc and hull-monitor binaries used
 	// for detached containers; Init is the static hull-init of --init.
 	Runtime, Monitor, Init string
+
+	nets *network.Manager
 }
 
 // Options open an engine.
@@ -125,6 +128,14 @@ type Container struct {
 	// ManualStop is set by stop and kill: restart policies leave the
 	// container stopped (and unless-stopped keeps it so).
 	ManualStop bool `json:"manualStop,omitempty"`
+	// Net is the container's networking while it runs.
+	Net NetworkSettings `json:"networkSettings"`
+	// ExtraNetworks are networks joined with `network connect` besides
+	// the one of its network mode; Aliases its --network-alias names.
+	ExtraNetworks []string `json:"extraNetworks,omitempty"`
+	Aliases       []string `json:"aliases,omitempty"`
+	// LastIPs are the addresses it had, to take again when free.
+	LastIPs map[string]string `json:"lastIps,omitempty"`
 }
 
 // Config is the container's configuration from the image and the command
@@ -154,6 +165,10 @@ type HostConfig struct {
 	PidsLimit         *int64            `json:"PidsLimit"`
 	Ulimits           []Ulimit          `json:"Ulimits"`
 	Mounts            []Mount           `json:"Mounts,omitempty"`
+	PortBindings      []network.PortBinding `json:"PortBindings,omitempty"`
+	PublishAllPorts   bool              `json:"PublishAllPorts"`
+	DNS               []string          `json:"Dns"`
+	ExtraHosts        []string          `json:"ExtraHosts"`
 }
 
 // RestartPolicy is Docker's restart policy.

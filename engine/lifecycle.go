@@ -106,6 +106,10 @@ func (e *Engine) State(c *Container) State {
 			// anyone to record how (its monitor was killed).
 			if !e.monitorAlive(c.ID) {
 				st.Status, st.Pid = "exited", 0
+				// Nobody ran its clean-up: release its network now.
+				if len(c.Net.Networks) > 0 {
+					e.teardownNetwork(c)
+				}
 				if st.FinishedAt.IsZero() {
 					st.FinishedAt = time.Now().UTC()
 					st.ExitCode = 255
@@ -321,6 +325,7 @@ func (e *Engine) remove(c *Container, force, volumes, waitMonitor bool) error {
 	if ctr, err := container.Load(e.runtimeRoot(), c.ID); err == nil {
 		ctr.Delete(true)
 	}
+	e.teardownNetwork(c)
 	if err := e.Images.Layers.RemoveRootfs(c.ID); err != nil && !isNotFound(err) {
 		return err
 	}
@@ -361,6 +366,7 @@ func (e *Engine) Cleanup(id string) error {
 	if st := e.State(c); st.Running || st.Restarting {
 		return nil
 	}
+	e.teardownNetwork(c)
 	if c.Host.AutoRemove {
 		if err := e.remove(c, false, true, false); err != nil && !errors.Is(err, ErrNotFound) {
 			return err

@@ -75,10 +75,25 @@ func (e *Engine) prepare(c *Container) (string, error) {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return "", err
 	}
+	netPath, err := e.setupNetwork(c)
+	if err != nil {
+		return "", err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			e.teardownNetwork(c)
+		}
+	}()
 	if err := writeEtcFiles(c, runDir); err != nil {
 		return "", err
 	}
-	s, err := e.buildSpec(c, root, runDir)
+	if usesBridge(c.Host.NetworkMode) {
+		if err := e.writeNetFiles(c, runDir); err != nil {
+			return "", err
+		}
+	}
+	s, err := e.buildSpec(c, root, runDir, netPath)
 	if err != nil {
 		return "", err
 	}
@@ -93,6 +108,7 @@ func (e *Engine) prepare(c *Container) (string, error) {
 	if err := writeFileAtomic(filepath.Join(bundle, "config.json"), raw, 0o600); err != nil {
 		return "", err
 	}
+	ok = true
 	return bundle, nil
 }
 
@@ -173,6 +189,7 @@ func (e *Engine) Start(ref string) (*Container, error) {
 	}
 	pid, err := e.spawnMonitor(c, bundle)
 	if err != nil {
+		e.teardownNetwork(c)
 		e.Images.Layers.Unmount(c.ID)
 		return nil, execFailure(err)
 	}
@@ -325,12 +342,13 @@ type RunOptions struct {
 // streams, without a monitor (a foreground run needs none: we are its
 // parent), and waits for it. It returns the container's exit status.
 func (e *Engine) RunForeground(c *Container, o RunOptions) (int, error) {
+	e.cleanupRuntime(c)
 	bundle, err := e.prepare(c)
 	if err != nil {
 		return 0, err
 	}
 	defer e.Images.Layers.Unmount(c.ID)
-	e.cleanupRuntime(c)
+	defer e.teardownNetwork(c)
 	var logw *logs.Writer
 	if c.Host.LogConfig.Type != "none" {
 		size, files, err := logs.Limits(c.Host.LogConfig.Config)

@@ -20,7 +20,7 @@ const cpuPeriod = 100000
 
 // buildSpec makes the OCI runtime configuration of a container whose root
 // filesystem is mounted at rootPath; runDir holds its generated /etc files.
-func (e *Engine) buildSpec(c *Container, rootPath, runDir string) (*specs.Spec, error) {
+func (e *Engine) buildSpec(c *Container, rootPath, runDir, netPath string) (*specs.Spec, error) {
 	user, err := ResolveUser(rootPath, c.Config.User)
 	if err != nil {
 		return nil, err
@@ -81,7 +81,9 @@ func (e *Engine) buildSpec(c *Container, rootPath, runDir string) (*specs.Spec, 
 	case "host":
 		// The host's network namespace, hostname files and all.
 	default:
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+		// netPath: the namespace setupNetwork made (bridge networks) or
+		// another container's; "" is a new, empty one (none).
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netPath})
 	}
 	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
 		s.Mounts = append(s.Mounts, specs.Mount{

@@ -289,7 +289,7 @@ func newPsCmd() *cobra.Command {
 					"ID": id, "Image": c.Image, "Command": strconv.Quote(command),
 					"CreatedAt":  c.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
 					"RunningFor": since(c.Created), "Status": statusText(st), "State": st.Status,
-					"Ports": "", "Names": c.Name, "Labels": strings.Join(labels, ","),
+					"Ports": portsText(c), "Names": c.Name, "Labels": strings.Join(labels, ","),
 					"Mounts": strings.Join(mounts, ","), "Networks": c.Host.NetworkMode, "Size": "",
 				}
 				if size {
@@ -589,8 +589,31 @@ func containerInspect(e *engine.Engine, c *engine.Container) map[string]any {
 		"HostsPath": runDir + "/hosts", "LogPath": c.LogPath, "Name": "/" + c.Name, "RestartCount": e.RestartCount(c),
 		"Driver": e.Images.Layers.Driver(), "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
 		"ExecIDs": nil, "HostConfig": hc, "GraphDriver": graph, "Mounts": mounts, "Config": cfg,
-		"NetworkSettings": map[string]any{"Networks": map[string]any{}, "Ports": map[string]any{}, "SandboxKey": ""},
+		"NetworkSettings": networkSettings(c, st.Running),
 	}
+}
+
+// networkSettings is inspect's NetworkSettings: the networks with their
+// addresses, the published ports, and for the default network the
+// top-level fields Docker keeps there.
+func networkSettings(c *engine.Container, running bool) map[string]any {
+	nets := map[string]any{}
+	ports := map[string]any{}
+	out := map[string]any{"Networks": nets, "Ports": ports, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": "", "IPPrefixLen": 0}
+	if !running {
+		return out
+	}
+	out["SandboxKey"] = c.Net.SandboxKey
+	for name, ep := range c.Net.Networks {
+		nets[name] = ep
+		if name == "bridge" {
+			out["IPAddress"], out["Gateway"], out["MacAddress"], out["IPPrefixLen"] = ep.IPAddress, ep.Gateway, ep.MacAddress, ep.IPPrefixLen
+		}
+	}
+	for k, b := range c.Net.Ports {
+		ports[k] = b
+	}
+	return out
 }
 
 func nonNil(s []string) []string {
@@ -732,14 +755,52 @@ func newPortCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := e.Resolve(args[0]); err != nil {
+			c, err := e.Resolve(args[0])
+			if err != nil {
 				return err
 			}
+			want := ""
 			if len(args) == 2 {
+				want = args[1]
+				if !strings.Contains(want, "/") {
+					want += "/tcp"
+				}
+			}
+			var keys []string
+			for k := range c.Net.Ports {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			found := false
+			for _, k := range keys {
+				if want != "" && k != want {
+					continue
+				}
+				for _, b := range c.Net.Ports[k] {
+					found = true
+					if want != "" {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s:%s\n", b.HostIP, b.HostPort)
+					} else {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s:%s\n", k, b.HostIP, b.HostPort)
+					}
+				}
+			}
+			if want != "" && !found {
 				return fmt.Errorf("no public port '%s' published for %s", args[1], args[0])
 			}
-			// Ports are published with bridge networks, which come next.
 			return nil
 		},
 	}
+}
+
+// portsText is the PORTS column of ps: "0.0.0.0:8080->80/tcp".
+func portsText(c *engine.Container) string {
+	var out []string
+	for k, bs := range c.Net.Ports {
+		for _, b := range bs {
+			out = append(out, fmt.Sprintf("%s:%s->%s", b.HostIP, b.HostPort, k))
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
 }

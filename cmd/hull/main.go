@@ -131,7 +131,7 @@ func newRootCmd() *cobra.Command {
 		newCreateCmd(), newRunCmd(), newStartCmd(), newStopCmd("stop"), newStopCmd("restart"),
 		newKillCmd(), newRmCmd(), newPauseCmd(false), newPauseCmd(true), newWaitCmd(), newLogsCmd(),
 		newRenameCmd(), newPsCmd(), newExecCmd(), newTopCmd(), newPortCmd(), newAttachCmd(),
-		newContainerCmd(), newVolumeCmd(), newStatsCmd(), newCpCmd(),
+		newContainerCmd(), newVolumeCmd(), newStatsCmd(), newCpCmd(), newNetworkCmd(),
 	)
 	return root
 }

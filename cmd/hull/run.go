@@ -29,6 +29,8 @@ type createFlags struct {
 	memory, memorySwap, memoryReservation, cpusetCpus, stopSignal, pull     string
 	env, envFile, labels, volumes, mounts, tmpfs, ulimits, capAdd, capDrop  []string
 	securityOpt, logOpts, expose                                            []string
+	publish, aliases, dns, addHosts                                         []string
+	publishAll                                                              bool
 	logDriver                                                               string
 	cpus                                                                    float64
 	cpuShares, pidsLimit                                                    int64
@@ -82,7 +84,12 @@ func (f *createFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.securityOpt, "security-opt", nil, "security options")
 	fs.StringVar(&f.logDriver, "log-driver", "json-file", "logging driver for the container")
 	fs.StringArrayVar(&f.logOpts, "log-opt", nil, "log driver options")
-	fs.StringVar(&f.network, "network", "default", "connect a container to a network (none, host)")
+	fs.StringVar(&f.network, "network", "default", "connect a container to a network (bridge, none, host, container:NAME, or a user network)")
+	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto])")
+	fs.BoolVarP(&f.publishAll, "publish-all", "P", false, "publish all exposed ports to random ports")
+	fs.StringArrayVar(&f.aliases, "network-alias", nil, "add network-scoped alias for the container")
+	fs.StringArrayVar(&f.dns, "dns", nil, "set custom DNS servers")
+	fs.StringArrayVar(&f.addHosts, "add-host", nil, "add a custom host-to-IP mapping (host:ip)")
 	fs.StringVar(&f.network, "net", "default", "connect a container to a network")
 	fs.MarkHidden("net")
 	fs.StringArrayVar(&f.expose, "expose", nil, "expose a port or a range of ports")
@@ -100,6 +107,7 @@ func (f *createFlags) options(cmd *cobra.Command, args []string) (engine.CreateO
 		HealthTimeout: f.healthTimeout, HealthRetries: f.healthRetries, HealthStart: f.healthStart,
 		NoHealthcheck: f.noHealthcheck, StopSignal: f.stopSignal, Volumes: f.volumes,
 		MountSpecs: f.mounts, Tmpfs: f.tmpfs, Pull: f.pull, PullOutput: cmd.ErrOrStderr(),
+		Publish: f.publish, PublishAll: f.publishAll, Aliases: f.aliases, DNS: f.dns, AddHosts: f.addHosts,
 	}
 	if cmd.Flags().Changed("entrypoint") {
 		o.Entrypoint = &f.entrypoint

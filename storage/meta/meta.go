@@ -36,7 +36,7 @@ var (
 	bucketLeases   = []byte("leases")
 	bucketSettings = []byte("settings")
 	allBuckets     = [][]byte{bucketImages, bucketNames, bucketLayers, bucketRootfs, bucketLeases, bucketSettings,
-		[]byte(Containers), []byte(ContainerNames), []byte(Volumes)}
+		[]byte(Containers), []byte(ContainerNames), []byte(Volumes), []byte(Networks)}
 )
 
 // Buckets that packages above storage keep their own records in, through
@@ -45,6 +45,7 @@ const (
 	Containers     = "containers"     // container ID → the engine's container record
 	ContainerNames = "containerNames" // container name → container ID
 	Volumes        = "volumes"        // volume name → the engine's volume record
+	Networks       = "networks"       // network name → its record, with its address leases
 )
 
 // Image is an image the store holds. Its ID is the digest of its config, as

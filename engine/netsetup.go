@@ -1,0 +1,339 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hullproject/hull/network"
+	"github.com/hullproject/hull/network/netns"
+)
+
+// NetworkSettings is a container's networking, with Docker's names.
+type NetworkSettings struct {
+	Networks   map[string]*network.Endpoint      `json:"Networks"`
+	Ports      map[string][]network.PortBinding `json:"Ports"`
+	SandboxKey string                            `json:"SandboxKey"`
+	// NetNS is the name under /run/netns (`ip netns exec NAME …`).
+	NetNS string `json:"-"`
+}
+
+// Networks is the engine's network manager.
+func (e *Engine) Networks() *network.Manager {
+	if e.nets == nil {
+		e.nets = network.NewManager(e.DB(), e.RunRoot)
+	}
+	return e.nets
+}
+
+// usesBridge reports whether a network mode means a network of bridges
+// (the default one or a user network) rather than none, host or another
+// container's.
+func usesBridge(mode string) bool {
+	return mode != "none" && mode != "host" && !strings.HasPrefix(mode, "container:")
+}
+
+// netnsName is the name the container's network namespace has under
+// /run/netns, so `ip netns exec hull-web …` works as in Docker's examples.
+func netnsName(c *Container) string { return "hull-" + c.Name }
+
+// setupNetwork gives a starting container its network: for bridge modes a
+// named network namespace, an interface on each of its networks, its
+// published ports; it returns the path of the namespace to join ("" for a
+// new empty one, as --network none has). What it made is recorded, so
+// teardownNetwork undoes it even after a crash.
+func (e *Engine) setupNetwork(c *Container) (string, error) {
+	mode := c.Host.NetworkMode
+	switch {
+	case mode == "none":
+		return "", nil
+	case mode == "host":
+		return "", nil
+	case strings.HasPrefix(mode, "container:"):
+		other, err := e.Resolve(strings.TrimPrefix(mode, "container:"))
+		if err != nil {
+			return "", err
+		}
+		if !e.State(other).Running {
+			return "", fmt.Errorf("%w: cannot join the network of container %s: it is not running", ErrConflict, other.Name)
+		}
+		if other.Net.SandboxKey != "" {
+			return other.Net.SandboxKey, nil
+		}
+		ctr, err := e.RuntimeContainer(other)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("/proc/%d/ns/net", ctr.State.Pid), nil
+	}
+	// Leftovers of an earlier run that nobody cleaned (a crash).
+	e.teardownNetwork(c)
+	name := netnsName(c)
+	path, err := netns.Create(name)
+	if err != nil {
+		return "", fmt.Errorf("network namespace %s: %w", name, err)
+	}
+	settings := &NetworkSettings{Networks: map[string]*network.Endpoint{}, Ports: map[string][]network.PortBinding{}, SandboxKey: path, NetNS: name}
+	ok := false
+	defer func() {
+		if !ok {
+			e.undoNetwork(c, settings)
+		}
+	}()
+	nets := append([]string{mode}, c.ExtraNetworks...)
+	names := append([]string{c.Name}, c.Aliases...)
+	for i, ref := range nets {
+		n, err := e.Networks().Get(ref)
+		if err != nil {
+			return "", err
+		}
+		var preferred net.IP
+		if ip := c.LastIPs[n.Name]; ip != "" {
+			preferred = net.ParseIP(ip)
+		}
+		dnsNames := names
+		if n.Default() {
+			dnsNames = []string{c.Name}
+		}
+		ep, err := e.Networks().Connect(n.Name, network.ConnectOptions{
+			ContainerID: c.ID, Names: dnsNames, NetNS: path, IfName: fmt.Sprintf("eth%d", i), Preferred: preferred,
+		})
+		if err != nil {
+			return "", err
+		}
+		settings.Networks[n.Name] = ep
+		if i == 0 && len(c.Host.PortBindings) > 0 {
+			bound, err := e.Networks().Publish(c.ID, n, net.ParseIP(ep.IPAddress), c.Host.PortBindings)
+			if err != nil {
+				return "", err
+			}
+			for _, b := range bound {
+				settings.Ports[b.Key()] = append(settings.Ports[b.Key()], b)
+			}
+		}
+	}
+	ok = true
+	_, err = e.update(c.ID, func(cur *Container) error {
+		cur.Net = *settings
+		if cur.LastIPs == nil {
+			cur.LastIPs = map[string]string{}
+		}
+		for name, ep := range settings.Networks {
+			cur.LastIPs[name] = ep.IPAddress
+		}
+		return nil
+	})
+	c.Net = *settings
+	return path, err
+}
+
+// undoNetwork removes what setupNetwork made before it failed.
+func (e *Engine) undoNetwork(c *Container, s *NetworkSettings) {
+	e.Networks().Unpublish(c.ID)
+	for name := range s.Networks {
+		e.Networks().Disconnect(name, c.ID)
+	}
+	netns.Delete(s.NetNS)
+}
+
+// teardownNetwork releases a stopped container's network: published
+// ports, interfaces and leases, and its namespace. It is safe to call
+// again and after a crash.
+func (e *Engine) teardownNetwork(c *Container) {
+	if !usesBridge(c.Host.NetworkMode) {
+		return
+	}
+	e.Networks().Unpublish(c.ID)
+	nets := append([]string{c.Host.NetworkMode}, c.ExtraNetworks...)
+	for name := range c.Net.Networks {
+		nets = append(nets, name)
+	}
+	for _, ref := range nets {
+		if n, err := e.Networks().Get(ref); err == nil {
+			e.Networks().Disconnect(n.Name, c.ID)
+		}
+	}
+	netns.Delete(netnsName(c))
+	if c.Net.NetNS != "" && c.Net.NetNS != netnsName(c) {
+		netns.Delete(c.Net.NetNS)
+	}
+	if len(c.Net.Networks) > 0 || c.Net.SandboxKey != "" {
+		e.update(c.ID, func(cur *Container) error {
+			cur.Net = NetworkSettings{}
+			return nil
+		})
+		c.Net = NetworkSettings{}
+	}
+}
+
+// writeNetFiles makes /etc/hosts and /etc/resolv.conf for a container on
+// bridge networks: its own address and names, --add-host entries, and as
+// name server the network's DNS responder (user networks) or the host's
+// (the default network), or --dns.
+func (e *Engine) writeNetFiles(c *Container, dir string) error {
+	var hosts strings.Builder
+	hosts.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+	var userDNS string
+	names := []string{}
+	for name, ep := range c.Net.Networks {
+		names = append(names, name)
+		_ = ep
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ep := c.Net.Networks[name]
+		fmt.Fprintf(&hosts, "%s\t%s %s\n", ep.IPAddress, c.Config.Hostname, c.Name)
+		if name != network.DefaultName && userDNS == "" && name == c.Host.NetworkMode {
+			userDNS = ep.Gateway
+		}
+	}
+	for _, h := range c.Host.ExtraHosts {
+		host, ip, _ := strings.Cut(h, ":")
+		fmt.Fprintf(&hosts, "%s\t%s\n", ip, host)
+	}
+	var resolv strings.Builder
+	switch {
+	case len(c.Host.DNS) > 0:
+		for _, s := range c.Host.DNS {
+			fmt.Fprintf(&resolv, "nameserver %s\n", s)
+		}
+	case userDNS != "":
+		fmt.Fprintf(&resolv, "nameserver %s\n", userDNS)
+	default:
+		raw, _ := os.ReadFile("/etc/resolv.conf")
+		for _, line := range strings.Split(string(raw), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+				continue
+			}
+			if strings.TrimSpace(line) != "" {
+				resolv.WriteString(line + "\n")
+			}
+		}
+	}
+	for name, data := range map[string]string{"hosts": hosts.String(), "resolv.conf": resolv.String()} {
+		if err := writeFileAtomic(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ConnectNetwork attaches a container to one more network: at once when it
+// runs, else when it starts.
+func (e *Engine) ConnectNetwork(netRef, ref string, aliases []string) error {
+	n, err := e.Networks().Get(netRef)
+	if err != nil {
+		return err
+	}
+	c, err := e.Resolve(ref)
+	if err != nil {
+		return err
+	}
+	if !usesBridge(c.Host.NetworkMode) {
+		return fmt.Errorf("%w: container %s uses network mode %s and cannot join networks", ErrConflict, c.Name, c.Host.NetworkMode)
+	}
+	if c.Host.NetworkMode == n.Name || contains(c.ExtraNetworks, n.Name) {
+		return fmt.Errorf("%w: container %s is already connected to network %s", ErrConflict, c.Name, n.Name)
+	}
+	if e.State(c).Running {
+		idx := len(c.Net.Networks)
+		ep, err := e.Networks().Connect(n.Name, network.ConnectOptions{
+			ContainerID: c.ID, Names: append([]string{c.Name}, aliases...), NetNS: c.Net.SandboxKey, IfName: fmt.Sprintf("eth%d", idx),
+		})
+		if err != nil {
+			return err
+		}
+		_, err = e.update(c.ID, func(cur *Container) error {
+			cur.ExtraNetworks = append(cur.ExtraNetworks, n.Name)
+			if cur.Net.Networks == nil {
+				cur.Net.Networks = map[string]*network.Endpoint{}
+			}
+			cur.Net.Networks[n.Name] = ep
+			return nil
+		})
+		return err
+	}
+	_, err = e.update(c.ID, func(cur *Container) error {
+		cur.ExtraNetworks = append(cur.ExtraNetworks, n.Name)
+		return nil
+	})
+	return err
+}
+
+// DisconnectNetwork detaches a container from a network.
+func (e *Engine) DisconnectNetwork(netRef, ref string) error {
+	n, err := e.Networks().Get(netRef)
+	if err != nil {
+		return err
+	}
+	c, err := e.Resolve(ref)
+	if err != nil {
+		return err
+	}
+	if c.Host.NetworkMode == n.Name {
+		if e.State(c).Running {
+			e.Networks().Disconnect(n.Name, c.ID)
+		}
+		_, err = e.update(c.ID, func(cur *Container) error {
+			cur.Host.NetworkMode = "none"
+			delete(cur.Net.Networks, n.Name)
+			return nil
+		})
+		return err
+	}
+	if !contains(c.ExtraNetworks, n.Name) {
+		return fmt.Errorf("container %s is not connected to network %s", c.Name, n.Name)
+	}
+	if e.State(c).Running {
+		if err := e.Networks().Disconnect(n.Name, c.ID); err != nil {
+			return err
+		}
+	}
+	_, err = e.update(c.ID, func(cur *Container) error {
+		var keep []string
+		for _, x := range cur.ExtraNetworks {
+			if x != n.Name {
+				keep = append(keep, x)
+			}
+		}
+		cur.ExtraNetworks = keep
+		delete(cur.Net.Networks, n.Name)
+		return nil
+	})
+	return err
+}
+
+// RemoveNetwork removes a network no container uses (stopped containers
+// that name it count as users, as in Docker).
+func (e *Engine) RemoveNetwork(ref string) error {
+	n, err := e.Networks().Get(ref)
+	if err != nil {
+		return err
+	}
+	list, err := e.List()
+	if err != nil {
+		return err
+	}
+	for _, c := range list {
+		if c.Host.NetworkMode == n.Name || contains(c.ExtraNetworks, n.Name) {
+			return fmt.Errorf("%w: error while removing network: network %s has active endpoints (%s)", ErrConflict, n.Name, c.Name)
+		}
+	}
+	return e.Networks().Remove(n.Name)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+var errNoNetwork = errors.New("no such network")
