@@ -144,31 +144,31 @@ type Config = image.ContainerConfig
 
 // HostConfig is how the container runs on this host, with Docker's names.
 type HostConfig struct {
-	Binds             []string          `json:"Binds"`
-	NetworkMode       string            `json:"NetworkMode"`
-	RestartPolicy     RestartPolicy     `json:"RestartPolicy"`
-	AutoRemove        bool              `json:"AutoRemove"`
-	CapAdd            []string          `json:"CapAdd"`
-	CapDrop           []string          `json:"CapDrop"`
-	Privileged        bool              `json:"Privileged"`
-	ReadonlyRootfs    bool              `json:"ReadonlyRootfs"`
-	SecurityOpt       []string          `json:"SecurityOpt"`
-	Tmpfs             map[string]string `json:"Tmpfs,omitempty"`
-	Init              bool              `json:"Init,omitempty"`
-	LogConfig         LogConfig         `json:"LogConfig"`
-	Memory            int64             `json:"Memory"`
-	MemorySwap        int64             `json:"MemorySwap"`
-	MemoryReservation int64             `json:"MemoryReservation"`
-	NanoCpus          int64             `json:"NanoCpus"`
-	CPUShares         int64             `json:"CpuShares"`
-	CpusetCpus        string            `json:"CpusetCpus"`
-	PidsLimit         *int64            `json:"PidsLimit"`
-	Ulimits           []Ulimit          `json:"Ulimits"`
-	Mounts            []Mount           `json:"Mounts,omitempty"`
+	Binds             []string              `json:"Binds"`
+	NetworkMode       string                `json:"NetworkMode"`
+	RestartPolicy     RestartPolicy         `json:"RestartPolicy"`
+	AutoRemove        bool                  `json:"AutoRemove"`
+	CapAdd            []string              `json:"CapAdd"`
+	CapDrop           []string              `json:"CapDrop"`
+	Privileged        bool                  `json:"Privileged"`
+	ReadonlyRootfs    bool                  `json:"ReadonlyRootfs"`
+	SecurityOpt       []string              `json:"SecurityOpt"`
+	Tmpfs             map[string]string     `json:"Tmpfs,omitempty"`
+	Init              bool                  `json:"Init,omitempty"`
+	LogConfig         LogConfig             `json:"LogConfig"`
+	Memory            int64                 `json:"Memory"`
+	MemorySwap        int64                 `json:"MemorySwap"`
+	MemoryReservation int64                 `json:"MemoryReservation"`
+	NanoCpus          int64                 `json:"NanoCpus"`
+	CPUShares         int64                 `json:"CpuShares"`
+	CpusetCpus        string                `json:"CpusetCpus"`
+	PidsLimit         *int64                `json:"PidsLimit"`
+	Ulimits           []Ulimit              `json:"Ulimits"`
+	Mounts            []Mount               `json:"Mounts,omitempty"`
 	PortBindings      []network.PortBinding `json:"PortBindings,omitempty"`
-	PublishAllPorts   bool              `json:"PublishAllPorts"`
-	DNS               []string          `json:"Dns"`
-	ExtraHosts        []string          `json:"ExtraHosts"`
+	PublishAllPorts   bool                  `json:"PublishAllPorts"`
+	DNS               []string              `json:"Dns"`
+	ExtraHosts        []string              `json:"ExtraHosts"`
 }
 
 // RestartPolicy is Docker's restart policy.

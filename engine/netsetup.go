@@ -15,9 +15,9 @@ import (
 
 // NetworkSettings is a container's networking, with Docker's names.
 type NetworkSettings struct {
-	Networks   map[string]*network.Endpoint      `json:"Networks"`
+	Networks   map[string]*network.Endpoint     `json:"Networks"`
 	Ports      map[string][]network.PortBinding `json:"Ports"`
-	SandboxKey string                            `json:"SandboxKey"`
+	SandboxKey string                           `json:"SandboxKey"`
 	// NetNS is the name under /run/netns (`ip netns exec NAME …`).
 	NetNS string `json:"-"`
 }
