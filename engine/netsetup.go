@@ -101,6 +101,7 @@ func (e *Engine) setupNetwork(c *Container) (string, error) {
 		}
 		ep, err := e.Networks().Connect(n.Name, network.ConnectOptions{
 			ContainerID: c.ID, Names: dnsNames, NetNS: path, IfName: fmt.Sprintf("eth%d", i), Preferred: preferred,
+			DefaultRoute: i == 0,
 		})
 		if err != nil {
 			return "", err

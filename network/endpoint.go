@@ -77,6 +77,9 @@ type ConnectOptions struct {
 	IfName string
 	// Preferred is the address to take again when it is free.
 	Preferred net.IP
+	// DefaultRoute routes everything through this network's gateway;
+	// only the first network a container joins does.
+	DefaultRoute bool
 }
 
 // Connect leases an address for the container, plugs a veth pair between
@@ -124,7 +127,7 @@ func (m *Manager) Connect(ref string, o ConnectOptions) (*Endpoint, error) {
 		HostIf: hostIf, IfName: o.IfName, Addr: &net.IPNet{IP: ip, Mask: net.CIDRMask(ones, 32)},
 		MTU: bridge.HostMTU(),
 	}
-	if !n.Internal {
+	if !n.Internal && o.DefaultRoute {
 		ep.Gateway = net.ParseIP(n.Gateway)
 	}
 	if err := bridge.Attach(n.Bridge, o.NetNS, ep); err != nil {

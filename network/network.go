@@ -192,14 +192,51 @@ func freeSubnet(sn *net.IPNet, existing []*Network) error {
 			continue
 		}
 		if overlaps(sn, r.Dst) {
-			// Our own bridges' routes are our networks, checked above.
-			if link, err := netlink.LinkByIndex(r.LinkIndex); err == nil && strings.HasPrefix(link.Attrs().Name, "hull") {
+			link, err := netlink.LinkByIndex(r.LinkIndex)
+			if err == nil && ownBridge(link.Attrs().Name, existing) {
+				continue // one of this store's networks, checked above
+			}
+			if err == nil && staleBridge(link) {
+				// A bridge of a network whose store is gone (a crash, a
+				// deleted store): nothing is plugged into it any more.
+				bridge.Delete(link.Attrs().Name)
 				continue
 			}
 			return fmt.Errorf("subnet %s overlaps %s, which the host already routes", sn, r.Dst)
 		}
 	}
 	return nil
+}
+
+func ownBridge(name string, existing []*Network) bool {
+	// The default bridge is shared by every store on the machine.
+	if name == DefaultBridge {
+		return true
+	}
+	for _, n := range existing {
+		if n.Bridge == name {
+			return true
+		}
+	}
+	return false
+}
+
+// staleBridge reports whether a link is a hull user-network bridge with no
+// port on it. The default bridge (hull0) is shared and never stale.
+func staleBridge(link netlink.Link) bool {
+	if _, ok := link.(*netlink.Bridge); !ok || !strings.HasPrefix(link.Attrs().Name, "hull-") {
+		return false
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return false
+	}
+	for _, l := range links {
+		if l.Attrs().MasterIndex == link.Attrs().Index {
+			return false
+		}
+	}
+	return true
 }
 
 func newID() string {

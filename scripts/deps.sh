@@ -12,6 +12,7 @@ declare -A want=(
 	[libc6-dev]=/usr/lib/x86_64-linux-gnu/libc.a
 	[make]=/usr/bin/make
 	[iproute2]=/usr/sbin/ip
+	[nftables]=/usr/sbin/nft
 	[procps]=/usr/bin/ps
 	[skopeo]=/usr/bin/skopeo
 	[docker-registry]=/usr/bin/docker-registry

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ func TestMain(m *testing.M) {
 		{"go", "build", "-o", hullBin, "."},
 		{"go", "build", "-o", filepath.Join(dir, "hull-runc"), "../hull-runc"},
 		{"gcc", "-static", "-O2", "-o", filepath.Join(dir, "hull-init"), "../hull-init/init.c"},
+		{"env", "CGO_ENABLED=0", "go", "build", "-o", filepath.Join(dir, "udpecho"), "./testdata/udpecho"},
 	}
 	if srcs, _ := filepath.Glob("../hull-monitor/*.c"); len(srcs) > 0 {
 		builds = append(builds, append([]string{"gcc", "-static", "-O2", "-o", filepath.Join(dir, "hull-monitor")}, srcs...))
@@ -44,7 +46,18 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	// The default bridge and hull's nftables table are shared by every
+	// store, so no test removes them; the run does, unless they were
+	// there before it.
+	_, bridgeBefore := net.InterfaceByName("hull0")
+	tableBefore := exec.Command("nft", "list", "table", "ip", "hull").Run()
 	code := m.Run()
+	if bridgeBefore != nil {
+		exec.Command("ip", "link", "del", "hull0").Run()
+	}
+	if tableBefore != nil {
+		exec.Command("nft", "delete", "table", "ip", "hull").Run()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
