@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
