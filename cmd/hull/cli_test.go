@@ -51,7 +51,13 @@ func TestMain(m *testing.M) {
 	// there before it.
 	_, bridgeBefore := net.InterfaceByName("hull0")
 	tableBefore := exec.Command("nft", "list", "table", "ip", "hull").Run()
+	forward, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
 	code := m.Run()
+	// hull turns forwarding on for its networks, as Docker does; the
+	// test run puts the machine back as it found it.
+	if len(forward) > 0 {
+		os.WriteFile("/proc/sys/net/ipv4/ip_forward", forward, 0o644)
+	}
 	if bridgeBefore != nil {
 		exec.Command("ip", "link", "del", "hull0").Run()
 	}

@@ -695,7 +695,7 @@ func TestImageVolumesHealthcheckNetworkModes(t *testing.T) {
 		t.Errorf("rm -v left volumes: %q", out)
 	}
 	// --network none: only loopback; host: the host's interfaces and name.
-	if out := mustH(t, h("run", "--rm", "busybox", "ls", "/sys/class/net"), "run"); out != "lo\n" {
+	if out := mustH(t, h("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"), "run"); out != "lo\n" {
 		t.Errorf("--network none: %q", out)
 	}
 	hostName, _ := os.Hostname()

@@ -332,3 +332,33 @@ func TestNetworkLifecycleNoLeaks(t *testing.T) {
 	}
 	_ = os.Getpid
 }
+
+func TestHostsResolvAndDNSFlags(t *testing.T) {
+	_, h := netRoot(t)
+	out := mustH(t, h("run", "--rm", "--name", "files", "--add-host", "db.example:10.1.2.3", "--dns", "10.9.9.9", "busybox",
+		"sh", "-c", "cat /etc/hosts; echo --; cat /etc/resolv.conf; echo --; hostname"), "run")
+	hostsPart, rest, _ := strings.Cut(out, "--\n")
+	resolv, hostname, _ := strings.Cut(rest, "--\n")
+	if !strings.Contains(hostsPart, "10.1.2.3\tdb.example") || !strings.Contains(hostsPart, "10.88.") || !strings.Contains(hostsPart, "files") {
+		t.Errorf("/etc/hosts:\n%s", hostsPart)
+	}
+	if strings.TrimSpace(resolv) != "nameserver 10.9.9.9" {
+		t.Errorf("/etc/resolv.conf with --dns: %q", resolv)
+	}
+	if !strings.Contains(hostsPart, strings.TrimSpace(hostname)) {
+		t.Errorf("hostname %q not in /etc/hosts", hostname)
+	}
+	// Without --dns on the default network: the host's servers, never a
+	// loopback one.
+	out = mustH(t, h("run", "--rm", "busybox", "cat", "/etc/resolv.conf"), "run")
+	if strings.Contains(out, "nameserver 127.") {
+		t.Errorf("loopback name server in a container: %q", out)
+	}
+	if r := h("run", "--rm", "--add-host", "nocolon", "busybox", "true"); r.code != 125 {
+		t.Errorf("bad --add-host: %d", r.code)
+	}
+	// MTU of the host's default route.
+	if out := mustH(t, h("run", "--rm", "busybox", "cat", "/sys/class/net/eth0/mtu"), "run"); strings.TrimSpace(out) == "" {
+		t.Errorf("no mtu: %q", out)
+	}
+}
