@@ -11,6 +11,7 @@ import (
 
 	"github.com/hullproject/hull/network"
 	"github.com/hullproject/hull/network/netns"
+	"github.com/hullproject/hull/runtime/container"
 )
 
 // NetworkSettings is a container's networking, with Docker's names.
@@ -72,6 +73,7 @@ func (e *Engine) setupNetwork(c *Container) (string, error) {
 	}
 	// Leftovers of an earlier run that nobody cleaned (a crash).
 	e.teardownNetwork(c)
+	container.Tracef("engine: network leftovers checked")
 	name := netnsName(c)
 	path, err := netns.Create(name)
 	if err != nil {
@@ -99,6 +101,7 @@ func (e *Engine) setupNetwork(c *Container) (string, error) {
 		if n.Default() {
 			dnsNames = []string{c.Name}
 		}
+		container.Tracef("engine: netns created, network %s found", n.Name)
 		ep, err := e.Networks().Connect(n.Name, network.ConnectOptions{
 			ContainerID: c.ID, Names: dnsNames, NetNS: path, IfName: fmt.Sprintf("eth%d", i), Preferred: preferred,
 			DefaultRoute: i == 0,
@@ -148,17 +151,21 @@ func (e *Engine) teardownNetwork(c *Container) {
 	if !usesBridge(c.Host.NetworkMode) {
 		return
 	}
-	e.Networks().Unpublish(c.ID)
+	if len(c.Host.PortBindings) > 0 || len(c.Net.Ports) > 0 {
+		e.Networks().Unpublish(c.ID)
+	}
 	nets := append([]string{c.Host.NetworkMode}, c.ExtraNetworks...)
 	for name := range c.Net.Networks {
 		nets = append(nets, name)
 	}
+	// The namespace goes first: with it the kernel removes the veth pairs
+	// (in the background); then the leases are freed.
+	netns.Delete(netnsName(c))
 	for _, ref := range nets {
 		if n, err := e.Networks().Get(ref); err == nil {
-			e.Networks().Disconnect(n.Name, c.ID)
+			e.Networks().Release(n.Name, c.ID)
 		}
 	}
-	netns.Delete(netnsName(c))
 	if c.Net.NetNS != "" && c.Net.NetNS != netnsName(c) {
 		netns.Delete(c.Net.NetNS)
 	}
@@ -243,6 +250,7 @@ func (e *Engine) ConnectNetwork(netRef, ref string, aliases []string) error {
 	}
 	if e.State(c).Running {
 		idx := len(c.Net.Networks)
+		container.Tracef("engine: netns created, network %s found", n.Name)
 		ep, err := e.Networks().Connect(n.Name, network.ConnectOptions{
 			ContainerID: c.ID, Names: append([]string{c.Name}, aliases...), NetNS: c.Net.SandboxKey, IfName: fmt.Sprintf("eth%d", idx),
 		})

@@ -75,10 +75,12 @@ func (e *Engine) prepare(c *Container) (string, error) {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return "", err
 	}
+	container.Tracef("engine: rootfs mounted")
 	netPath, err := e.setupNetwork(c)
 	if err != nil {
 		return "", err
 	}
+	container.Tracef("engine: network set up")
 	ok := false
 	defer func() {
 		if !ok {
@@ -415,6 +417,7 @@ func (e *Engine) RunForeground(c *Container, o RunOptions) (int, error) {
 		}
 		closers = nil
 	}
+	container.Tracef("engine: prepared")
 	ctr, err := container.Create(e.runtimeRoot(), c.ID, copts)
 	if err != nil {
 		closeWriters()
@@ -442,8 +445,10 @@ func (e *Engine) RunForeground(c *Container, o RunOptions) (int, error) {
 	if sigs == nil {
 		sigs = make(chan os.Signal)
 	}
+	container.Tracef("engine: started")
 	code := console.WaitForwarding(ctr.State.Pid, sigs, proxy)
 	copiers.Wait()
+	container.Tracef("engine: exited")
 	oom := oomKilled(c.ID, code)
 	e.update(c.ID, func(c *Container) error {
 		c.State = State{Status: "exited", ExitCode: code, StartedAt: started, FinishedAt: time.Now().UTC(), OOMKilled: oom}

@@ -130,6 +130,11 @@ func (m *Manager) Connect(ref string, o ConnectOptions) (*Endpoint, error) {
 	if !n.Internal && o.DefaultRoute {
 		ep.Gateway = net.ParseIP(n.Gateway)
 	}
+	// A veth of the same name may still be on its way out: the previous
+	// run of this container left it to the kernel's namespace clean-up.
+	if bridge.Exists(hostIf) {
+		bridge.Detach(hostIf)
+	}
 	if err := bridge.Attach(n.Bridge, o.NetNS, ep); err != nil {
 		return nil, fmt.Errorf("network %s: %w", n.Name, err)
 	}
@@ -150,6 +155,12 @@ func (m *Manager) Connect(ref string, o ConnectOptions) (*Endpoint, error) {
 		IPPrefixLen: ones, MacAddress: mac, Aliases: aliases, HostIf: hostIf,
 	}, nil
 }
+
+// Release frees a container's address on a network without touching its
+// interface: when the container's namespace goes away the kernel removes
+// the veth pair by itself, in the background, where deleting it here would
+// make the caller wait tens of milliseconds for the kernel's clean-up.
+func (m *Manager) Release(ref, containerID string) error { return m.release(ref, containerID) }
 
 // Disconnect unplugs a container from a network and frees its address.
 // Doing it twice, or for a network that is gone, is not an error.
@@ -178,6 +189,17 @@ func (m *Manager) Disconnect(ref, containerID string) error {
 }
 
 func (m *Manager) release(ref, containerID string) error {
+	// Usually there is nothing to free (a second clean-up): a read first.
+	member := false
+	m.db.View(func(tx *meta.Tx) error {
+		if r, err := load(tx, ref); err == nil {
+			_, member = r.Members[containerID]
+		}
+		return nil
+	})
+	if !member {
+		return nil
+	}
 	err := m.db.Update(func(tx *meta.Tx) error {
 		r, err := load(tx, ref)
 		if err != nil {

@@ -261,6 +261,16 @@ func list(tx *meta.Tx) ([]*Network, error) {
 
 // EnsureDefault records the default network if it is missing.
 func (m *Manager) EnsureDefault() error {
+	// Most calls find it: a read, not a write transaction (which would
+	// sync the database file).
+	found := false
+	m.db.View(func(tx *meta.Tx) error {
+		found = tx.RecordExists(meta.Networks, DefaultName)
+		return nil
+	})
+	if found {
+		return nil
+	}
 	return m.db.Update(func(tx *meta.Tx) error {
 		if tx.RecordExists(meta.Networks, DefaultName) {
 			return nil

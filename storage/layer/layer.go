@@ -62,6 +62,13 @@ func Open(root string, db *meta.DB, driver string) (*Store, error) {
 		return nil, fmt.Errorf("unknown storage driver %q (overlay or vfs)", driver)
 	}
 	s := &Store{root: root, db: db}
+	// The usual case: the store knows its driver already (a read).
+	var saved string
+	db.View(func(tx *meta.Tx) error { saved = tx.Setting("driver"); return nil })
+	if saved != "" && (driver == "" || driver == saved) {
+		s.driver = saved
+		return s, nil
+	}
 	err := db.Update(func(tx *meta.Tx) error {
 		saved := tx.Setting("driver")
 		switch {

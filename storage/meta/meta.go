@@ -126,6 +126,23 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
 	db := &DB{path: path}
+	// Every command opens the store: only a new (or older) file needs the
+	// write transaction that creates the buckets.
+	complete := false
+	if _, err := os.Stat(path); err == nil {
+		db.View(func(tx *Tx) error {
+			complete = true
+			for _, name := range allBuckets {
+				if tx.bucket(name) == nil {
+					complete = false
+				}
+			}
+			return nil
+		})
+	}
+	if complete {
+		return db, nil
+	}
 	err := db.Update(func(*Tx) error { return nil })
 	return db, err
 }
