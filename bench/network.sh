@@ -310,6 +310,7 @@ cleanup() {
 	set +e
 	stop_hyperfine
 	say "cleaning up"
+	[ -z "${PROXY_PID:-}" ] || kill "$PROXY_PID" 2>/dev/null
 	[ -z "${PEERS_UP:-}" ] || stop_peers
 	[ -n "$HULL_DONE" ] || hull_teardown
 	if [ -n "${KEEP:-}" ]; then
@@ -628,6 +629,12 @@ CIP=$(h inspect -f '{{.NetworkSettings.Networks.bridge.IPAddress}}' "$SINK")
 PUB=127.0.0.1:$HOSTPORT
 DIRECT=$CIP:$CPORT
 say "sink $SINK at $DIRECT, published on $PUB"
+# The alternative to kernel NAT for 127.0.0.1: a userland proxy (as
+# docker-proxy is), one process per published port copying both ways.
+PROXYPORT=$((HOSTPORT + 1000))
+"$WORK/tcpbench" proxy -l "127.0.0.1:$PROXYPORT" -to "$DIRECT" &
+PROXY_PID=$!
+PROXY=127.0.0.1:$PROXYPORT
 
 # sink_count: transfers the sink has logged.
 sink_count() { h logs "$SINK" 2>/dev/null | grep -c ' received ' || true; }
@@ -649,18 +656,19 @@ send() {
 	"$WORK/tcpbench" send -addr "$addr" -bytes "$n" -timeout "${TMO}s" "$@" </dev/null
 }
 warm=$((BYTES < 268435456 ? BYTES : 268435456))
-for path in published direct; do
-	[ $path = published ] && a=$PUB || a=$DIRECT
+addr_of() { case $1 in published) echo "$PUB" ;; proxy) echo "$PROXY" ;; *) echo "$DIRECT" ;; esac; }
+for path in published direct proxy; do
+	a=$(addr_of $path)
 	out=$(send "$a" "$warm" -retry 10s 2>&1) || die "untimed $path transfer to $a failed: $out"
 	say "untimed $path transfer: $out"
 done
-sink_saw 2 || die "the sink logged $(sink_count) transfers, not 2: another listener at $DIRECT? sink log: $(h logs "$SINK" 2>&1 | tail -n 3 | tr '\n' ' ')"
+sink_saw 3 || die "the sink logged $(sink_count) transfers, not 2: another listener at $DIRECT? sink log: $(h logs "$SINK" 2>&1 | tail -n 3 | tr '\n' ' ')"
 
 declare -A MBPS=()
 say "$TRIES transfers of $BYTES bytes per path, alternating"
 for i in $(seq "$TRIES"); do
-	for path in published direct; do
-		[ $path = published ] && a=$PUB || a=$DIRECT
+	for path in published direct proxy; do
+		a=$(addr_of $path)
 		out=$(send "$a" "$BYTES" 2>&1) || die "$path transfer $i to $a failed: $out"
 		mbps=$(sed -n 's/.*MBps=\([0-9.]*\).*/\1/p' <<<"$out")
 		secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$out")
@@ -669,10 +677,12 @@ for i in $(seq "$TRIES"); do
 		printf '%-9s %d/%d  %s -> %-21s %s bytes in %.3f s: %8.1f MB/s\n' "$path" "$i" "$TRIES" "host" "$a" "$BYTES" "$secs" "$mbps"
 	done
 done
-sink_saw $((2 + 2 * TRIES)) || die "the sink logged $(sink_count) transfers, $((2 + 2 * TRIES)) were made"
+sink_saw $((3 + 3 * TRIES)) || die "the sink logged $(sink_count) transfers, $((3 + 3 * TRIES)) were made"
+kill "$PROXY_PID" 2>/dev/null || true
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 R[pub]=$(median "${MBPS[published]}")
 R[direct]=$(median "${MBPS[direct]}")
+R[proxy]=$(median "${MBPS[proxy]}")
 R[ratio]=$(awk -v p="${R[pub]}" -v d="${R[direct]}" 'BEGIN { printf "%.1f", 100 * p / d }')
 
 # --- teardown and check ------------------------------------------------------------
@@ -698,6 +708,7 @@ rows=$(
 	done
 	printf '%s\t%s\t\t\n' "TCP host -> container, published $PUB (DNAT), median MB/s" "${R[pub]}"
 	printf '%s\t%s\t\t\n' "TCP host -> container, direct $DIRECT, median MB/s" "${R[direct]}"
+	printf '%s\t%s\t\t\n' "TCP host -> container, userland proxy $PROXY, median MB/s" "${R[proxy]}"
 	printf '%s\t%s\t%s\t%s\n' "published / direct, %" "${R[ratio]}" ">= 90" "$met_pct"
 )
 

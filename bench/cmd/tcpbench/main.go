@@ -51,6 +51,8 @@ func main() {
 		err = sink(os.Args[2:])
 	case "send":
 		err = send(os.Args[2:])
+	case "proxy":
+		err = proxy(os.Args[2:])
 	default:
 		usage()
 	}
@@ -61,7 +63,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: tcpbench sink [-l ADDR] | tcpbench send -addr HOST:PORT [-bytes N] [-retry D] [-timeout D]")
+	fmt.Fprintln(os.Stderr, "usage: tcpbench sink [-l ADDR] | tcpbench send -addr HOST:PORT [-bytes N] [-retry D] [-timeout D] | tcpbench proxy -l ADDR -to HOST:PORT")
 	os.Exit(2)
 }
 
@@ -176,4 +178,43 @@ func send(args []string) error {
 		return fmt.Errorf("the sink read %d bytes, %d were sent", got, *total)
 	}
 	return nil
+}
+
+// proxy is a userland port proxy, as docker-proxy is: it accepts on -l and
+// copies each connection both ways to -to. The benchmark compares it with
+// kernel NAT for reaching a published port at 127.0.0.1.
+func proxy(args []string) error {
+	fs := flag.NewFlagSet("proxy", flag.ExitOnError)
+	listen := fs.String("l", "127.0.0.1:0", "address to listen on")
+	to := fs.String("to", "", "address to forward to")
+	fs.Parse(args)
+	if *to == "" {
+		return errors.New("proxy: -to is required")
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	for {
+		in, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer in.Close()
+			out, err := net.Dial("tcp", *to)
+			if err != nil {
+				return
+			}
+			defer out.Close()
+			done := make(chan struct{})
+			go func() {
+				io.Copy(out, in)
+				out.(*net.TCPConn).CloseWrite()
+				close(done)
+			}()
+			io.Copy(in, out)
+			<-done
+		}()
+	}
 }
