@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -187,9 +186,8 @@ func (e *Engine) writeNetFiles(c *Container, dir string) error {
 	hosts.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 	var userDNS string
 	names := []string{}
-	for name, ep := range c.Net.Networks {
+	for name := range c.Net.Networks {
 		names = append(names, name)
-		_ = ep
 	}
 	sort.Strings(names)
 	for _, name := range names {
@@ -344,5 +342,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
-var errNoNetwork = errors.New("no such network")
