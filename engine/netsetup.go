@@ -71,7 +71,9 @@ func (e *Engine) setupNetwork(c *Container) (string, error) {
 		return fmt.Sprintf("/proc/%d/ns/net", ctr.State.Pid), nil
 	}
 	// Leftovers of an earlier run that nobody cleaned (a crash).
-	e.teardownNetwork(c)
+	if len(c.Net.Networks) > 0 || netns.Exists(netnsName(c)) {
+		e.teardownNetwork(c)
+	}
 	container.Tracef("engine: network leftovers checked")
 	name := netnsName(c)
 	path, err := netns.Create(name)
@@ -120,18 +122,17 @@ func (e *Engine) setupNetwork(c *Container) (string, error) {
 		}
 	}
 	ok = true
-	_, err = e.update(c.ID, func(cur *Container) error {
-		cur.Net = *settings
-		if cur.LastIPs == nil {
-			cur.LastIPs = map[string]string{}
-		}
-		for name, ep := range settings.Networks {
-			cur.LastIPs[name] = ep.IPAddress
-		}
-		return nil
-	})
+	// Recorded with the container's running state, in the caller's next
+	// update (one database write, not two); a crash before it leaves the
+	// namespace, which the next start finds and cleans.
 	c.Net = *settings
-	return path, err
+	if c.LastIPs == nil {
+		c.LastIPs = map[string]string{}
+	}
+	for name, ep := range settings.Networks {
+		c.LastIPs[name] = ep.IPAddress
+	}
+	return path, nil
 }
 
 // undoNetwork removes what setupNetwork made before it failed.
@@ -169,10 +170,12 @@ func (e *Engine) teardownNetwork(c *Container) {
 		netns.Delete(c.Net.NetNS)
 	}
 	if len(c.Net.Networks) > 0 || c.Net.SandboxKey != "" {
-		e.update(c.ID, func(cur *Container) error {
-			cur.Net = NetworkSettings{}
-			return nil
-		})
+		if !c.Host.AutoRemove {
+			e.update(c.ID, func(cur *Container) error {
+				cur.Net = NetworkSettings{}
+				return nil
+			})
+		}
 		c.Net = NetworkSettings{}
 	}
 }

@@ -195,9 +195,11 @@ func (e *Engine) Start(ref string) (*Container, error) {
 		e.Images.Layers.Unmount(c.ID)
 		return nil, execFailure(err)
 	}
+	net, lastIPs := c.Net, c.LastIPs
 	return e.update(c.ID, func(c *Container) error {
 		c.State = State{Status: "running", Running: true, Pid: pid, StartedAt: time.Now().UTC(), Health: startingHealth(c)}
 		c.ManualStop = false
+		c.Net, c.LastIPs = net, lastIPs
 		return nil
 	})
 }
@@ -437,8 +439,10 @@ func (e *Engine) RunForeground(c *Container, o RunOptions) (int, error) {
 		return 0, execFailure(err)
 	}
 	started := time.Now().UTC()
+	net, lastIPs := c.Net, c.LastIPs
 	e.update(c.ID, func(c *Container) error {
 		c.State = State{Status: "running", Running: true, Pid: ctr.State.Pid, StartedAt: started}
+		c.Net, c.LastIPs = net, lastIPs
 		return nil
 	})
 	sigs := o.Signals

@@ -125,18 +125,22 @@ func (m *Manager) Connect(ref string, o ConnectOptions) (*Endpoint, error) {
 	ones, _ := subnet.Mask.Size()
 	ep := bridge.Endpoint{
 		HostIf: hostIf, IfName: o.IfName, Addr: &net.IPNet{IP: ip, Mask: net.CIDRMask(ones, 32)},
-		MTU: bridge.HostMTU(),
+		MTU: bridgeMTU(n.Bridge),
 	}
 	if !n.Internal && o.DefaultRoute {
 		ep.Gateway = net.ParseIP(n.Gateway)
 	}
-	// A veth of the same name may still be on its way out: the previous
-	// run of this container left it to the kernel's namespace clean-up.
-	if bridge.Exists(hostIf) {
-		bridge.Detach(hostIf)
-	}
 	if err := bridge.Attach(n.Bridge, o.NetNS, ep); err != nil {
-		return nil, fmt.Errorf("network %s: %w", n.Name, err)
+		// A veth of the same name may still be on its way out: the
+		// previous run of this container left it to the kernel's
+		// namespace clean-up. Remove it and try once more.
+		if !bridge.Exists(hostIf) {
+			return nil, fmt.Errorf("network %s: %w", n.Name, err)
+		}
+		bridge.Detach(hostIf)
+		if err := bridge.Attach(n.Bridge, o.NetNS, ep); err != nil {
+			return nil, fmt.Errorf("network %s: %w", n.Name, err)
+		}
 	}
 	if !n.Default() {
 		if err := m.ensureDNS(n); err != nil {
@@ -161,6 +165,20 @@ func (m *Manager) Connect(ref string, o ConnectOptions) (*Endpoint, error) {
 // the veth pair by itself, in the background, where deleting it here would
 // make the caller wait tens of milliseconds for the kernel's clean-up.
 func (m *Manager) Release(ref, containerID string) error { return m.release(ref, containerID) }
+
+// bridgeMTU is the MTU the bridge was given (the host's), read from sysfs:
+// cheaper than asking netlink for the host's default route again.
+func bridgeMTU(name string) int {
+	raw, err := os.ReadFile("/sys/class/net/" + name + "/mtu")
+	if err != nil {
+		return bridge.HostMTU()
+	}
+	mtu, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || mtu <= 0 {
+		return bridge.HostMTU()
+	}
+	return mtu
+}
 
 // Disconnect unplugs a container from a network and frees its address.
 // Doing it twice, or for a network that is gone, is not an error.

@@ -59,6 +59,10 @@ func (n *Network) Default() bool { return n.Name == DefaultName }
 
 // Manager keeps the networks of one store.
 type Manager struct {
+	// known caches Get within one hull process: a network's identity,
+	// subnet and bridge do not change while it exists.
+	known map[string]*Network
+
 	db *meta.DB
 	// runDir holds run-time markers (bridge and rules made since boot)
 	// and the DNS responders' pid files.
@@ -303,6 +307,20 @@ func (m *Manager) List() ([]*Network, error) {
 
 // Get finds a network by name, ID or ID prefix.
 func (m *Manager) Get(ref string) (*Network, error) {
+	if n, ok := m.known[ref]; ok {
+		return n, nil
+	}
+	n, err := m.get(ref)
+	if err == nil {
+		if m.known == nil {
+			m.known = map[string]*Network{}
+		}
+		m.known[ref] = n
+	}
+	return n, err
+}
+
+func (m *Manager) get(ref string) (*Network, error) {
 	if ref == DefaultName || ref == "default" {
 		if err := m.EnsureDefault(); err != nil {
 			return nil, err
@@ -338,7 +356,7 @@ func (m *Manager) Get(ref string) (*Network, error) {
 
 // Remove deletes a network with no container attached.
 func (m *Manager) Remove(ref string) error {
-	n, err := m.Get(ref)
+	n, err := m.get(ref)
 	if err != nil {
 		return err
 	}
@@ -362,6 +380,11 @@ func (m *Manager) Remove(ref string) error {
 	})
 	if err != nil {
 		return err
+	}
+	for k, v := range m.known {
+		if v.Name == n.Name {
+			delete(m.known, k)
+		}
 	}
 	m.teardownNetwork(n)
 	return nil

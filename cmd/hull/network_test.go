@@ -377,3 +377,20 @@ func TestHostsResolvAndDNSFlags(t *testing.T) {
 		t.Errorf("no mtu: %q", out)
 	}
 }
+
+func TestNetworkContainerMode(t *testing.T) {
+	_, h := netRoot(t)
+	mustH(t, h("run", "-d", "--name", "owner", "busybox", "httpd", "-f", "-p", "8080", "-h", "/etc"), "run -d")
+	ip := strings.TrimSpace(mustH(t, h("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "owner"), "inspect"))
+	// A second container in the first one's network namespace sees its
+	// address and reaches its server on localhost.
+	out := mustH(t, h("run", "--rm", "--network", "container:owner", "busybox", "sh", "-c",
+		"ip addr show eth0 | grep -o 'inet [0-9.]*'; timeout 3 wget -q -O - http://127.0.0.1:8080/hostname"), "run container:")
+	if !strings.Contains(out, "inet "+ip) || !strings.Contains(out, strings.TrimSpace(mustH(t, h("exec", "owner", "hostname"), "exec"))) {
+		t.Errorf("--network container:owner: %q (owner at %s)", out, ip)
+	}
+	if r := h("run", "--rm", "--network", "container:nosuch", "busybox", "true"); r.code != 125 {
+		t.Errorf("container: of an unknown container: %d", r.code)
+	}
+	mustH(t, h("rm", "-f", "owner"), "rm")
+}
