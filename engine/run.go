@@ -351,8 +351,12 @@ func (e *Engine) RunForeground(c *Container, o RunOptions) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer e.Images.Layers.Unmount(c.ID)
-	defer e.teardownNetwork(c)
+	defer func() {
+		e.teardownNetwork(c)
+		container.Tracef("engine: network torn down")
+		e.Images.Layers.Unmount(c.ID)
+		container.Tracef("engine: unmounted")
+	}()
 	var logw *logs.Writer
 	if c.Host.LogConfig.Type != "none" {
 		size, files, err := logs.Limits(c.Host.LogConfig.Config)

@@ -425,8 +425,11 @@ func (m *Manager) markerPath(n *Network) string {
 // kernel's state go away together.
 func (m *Manager) ensureUp(n *Network) error {
 	marker := m.markerPath(n)
-	if _, err := os.Stat(marker); err == nil && bridge.Exists(n.Bridge) {
-		return nil
+	// sysfs answers "does the bridge exist" without a netlink socket.
+	if _, err := os.Stat(marker); err == nil {
+		if _, err := os.Stat("/sys/class/net/" + n.Bridge + "/bridge"); err == nil {
+			return nil
+		}
 	}
 	_, subnet, err := net.ParseCIDR(n.Subnet)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hullproject/hull/engine"
 	"github.com/hullproject/hull/internal/console"
+	"github.com/hullproject/hull/runtime/container"
 )
 
 // openEngine opens the container engine over --root and --runroot.
@@ -302,6 +303,7 @@ func newRunCmd() *cobra.Command {
 				if rerr := e.Remove(c.ID, true, true); rerr != nil && err == nil {
 					err = rerr
 				}
+				container.Tracef("engine: removed")
 			}
 			if err != nil {
 				return err
