@@ -5,7 +5,9 @@
 #     the demo starts on loopback;
 #  2. layers: the image unpacked once and shared, mounted read-only, and ten
 #     containers' root filesystems costing next to nothing;
-#  3. the runtime: hull-runc runs a container whose root is the mounted
+#  3. containers: hull run with the default network, a published port,
+#     a health check, exec, stats, logs;
+#  4. the runtime: hull-runc runs a container whose root is the mounted
 #     image, then goes through create / start / exec / kill / delete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,19 +16,21 @@ hull="$PWD/bin/hull"
 rt="$PWD/bin/hull-runc"
 work="$(mktemp -d /tmp/hull-demo.XXXXXX)"
 store="$work/store"
+runroot="$(mktemp -d /run/hull-demo.XXXXXX)"
 state="$work/runc-state"
 id="hull-demo-$$"
 registry_pid=""
 cleanup() {
 	"$rt" --root "$state" delete --force "$id" >/dev/null 2>&1 || true
 	"$rt" --root "$state" delete --force "$id-image" >/dev/null 2>&1 || true
+	"$hull" --root "$store" --runroot "$runroot" rm -f web >/dev/null 2>&1 || true
 	"$hull" --root "$store" image unmount busybox >/dev/null 2>&1 || true
 	if [[ -n "$registry_pid" ]]; then
 		kill "$registry_pid" 2>/dev/null || true
 		wait "$registry_pid" 2>/dev/null || true
 	fi
 	umount -R -l "$work" 2>/dev/null || true
-	rm -rf "$work"
+	rm -rf "$work" "$runroot"
 	# hull-runc's default parent cgroup, if the demo's were the last in it.
 	rmdir /sys/fs/cgroup/*/hull-runc /sys/fs/cgroup/unified/hull-runc 2>/dev/null || true
 }
@@ -34,7 +38,7 @@ trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
-H() { run hull --root "$store" "$@"; }
+H() { run hull --root "$store" --runroot "$runroot" "$@"; }
 hull() { "$hull" "$@"; }
 
 step "an image from the host's busybox-static: bootstrap, images, history, inspect"
@@ -73,6 +77,23 @@ mnt="$("$hull" --root "$store" image mount busybox)"
 printf '\033[2m$ hull image mount busybox\033[0m\n%s\n' "$mnt"
 run go run ./bench/cmd/rootfsdisk -root "$store" -image busybox -n 10
 H system df
+
+step "hull run: containers from the image, a network, a published port, no daemon"
+H run --rm busybox sh -c 'echo "hello from $(hostname): $(ip -o -4 addr show eth0 | awk "{print \$4}")"'
+port=$((30000 + RANDOM % 20000))
+H run -d --name web -p "$port:80" --memory 64m --health-cmd 'wget -q -O /dev/null http://127.0.0.1/hostname' --health-interval 1s \
+	busybox httpd -f -p 80 -h /etc
+sleep 1.5
+printf '\033[2m$ busybox wget -q -O - http://127.0.0.1:%s/hostname\033[0m\n' "$port"
+busybox wget -q -O - "http://127.0.0.1:$port/hostname"
+H ps
+run ip netns exec hull-web ip -br addr show eth0
+H exec web ps
+H stats --no-stream web
+H stop web
+H logs web | tail -n 3
+H rm web
+H run --rm --network none busybox true
 
 step "hull-runc runs a container whose root filesystem is the mounted image"
 mkdir -p "$work/bundle"
