@@ -23,12 +23,15 @@ func (e *Engine) withRoot(ref string, fn func(rootFd int) error) error {
 	if err != nil {
 		return err
 	}
-	running := e.State(c).Running
+	st := e.State(c)
+	// Only a container nobody runs or is about to run gets its root
+	// unmounted again afterwards.
+	inUse := st.Running || st.Restarting || e.monitorAlive(c.ID)
 	root, err := e.Images.Layers.Mount(c.ID)
 	if err != nil {
 		return err
 	}
-	if !running {
+	if !inUse {
 		defer e.Images.Layers.Unmount(c.ID)
 	}
 	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

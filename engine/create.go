@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,9 @@ type CreateOptions struct {
 	Aliases  []string
 	DNS      []string
 	AddHosts []string
+
+	// Context ends a pull (Ctrl-C); nil is no end.
+	Context context.Context
 
 	// Pull is missing (default), always or never.
 	Pull       string
@@ -165,7 +169,11 @@ func (e *Engine) imageFor(o CreateOptions) (*meta.Image, error) {
 	if o.PullOutput != nil {
 		fmt.Fprintf(o.PullOutput, "Unable to find image '%s' locally\n", ref.Familiar())
 	}
-	res, err := e.Images.Pull(contextBackground(), o.Image, image.RemoteOptions{}, progress.New(o.PullOutput))
+	ctx := o.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	res, err := e.Images.Pull(ctx, o.Image, image.RemoteOptions{}, progress.New(o.PullOutput))
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/hullproject/hull/network"
 	"github.com/hullproject/hull/storage/meta"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNotFound means no container matches a name or ID.
@@ -106,6 +107,24 @@ func (e *Engine) containerRunDir(id string) string { return filepath.Join(e.RunR
 
 // containerDir holds what must survive a reboot: the log file.
 func (e *Engine) containerDir(id string) string { return filepath.Join(e.Root, "containers", id) }
+
+// lockContainer serializes the commands that set up or tear down one
+// container (start, a foreground run's set-up and clean-up, rm, the
+// monitor's clean-up) across hull processes: a flock on a file of the run
+// root. The returned function releases it.
+func (e *Engine) lockContainer(id string) func() {
+	dir := filepath.Join(e.RunRoot, "locks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return func() {}
+	}
+	fd, err := unix.Open(filepath.Join(dir, id), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return func() {}
+	}
+	for unix.Flock(fd, unix.LOCK_EX) == unix.EINTR {
+	}
+	return func() { unix.Close(fd) }
+}
 
 // Container is a container's record.
 type Container struct {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hullproject/hull/engine/security"
 	"github.com/hullproject/hull/internal/console"
 	"github.com/hullproject/hull/runtime/container"
 	"github.com/hullproject/hull/storage/meta"
@@ -273,18 +274,56 @@ func (e *Engine) Wait(ref string) (int, error) {
 		return 0, err
 	}
 	for {
+		// The monitor's state file says "exited" once the last run is
+		// over and its log complete (a --rm container is removed right
+		// after: its code is known by then).
+		if ms, ok := e.readMonitorState(c.ID); ok && ms.Status == "exited" {
+			return ms.ExitCode, nil
+		}
+		if c.Host.AutoRemove {
+			if code, ok := e.removedExit(c.ID); ok {
+				return code, nil
+			}
+		}
 		cur, err := e.Resolve(c.ID)
 		if err != nil {
+			if code, ok := e.removedExit(c.ID); ok {
+				return code, nil
+			}
 			return 0, err
 		}
 		st := e.State(cur)
-		if st.Status == "exited" || st.Status == "created" || st.Status == "dead" {
-			if !e.monitorAlive(c.ID) {
-				return st.ExitCode, nil
-			}
+		if (st.Status == "exited" || st.Status == "created" || st.Status == "dead") && !e.monitorAlive(c.ID) {
+			return st.ExitCode, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// recordExit keeps the exit code of a container removed by --rm for a
+// `wait` that comes after the removal; codes older than an hour go.
+func (e *Engine) recordExit(id string, code int) {
+	dir := filepath.Join(e.RunRoot, "exits")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	if ents, err := os.ReadDir(dir); err == nil {
+		for _, ent := range ents {
+			if info, err := ent.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+				os.Remove(filepath.Join(dir, ent.Name()))
+			}
+		}
+	}
+	writeFileAtomic(filepath.Join(dir, id), []byte(strconv.Itoa(code)), 0o600)
+}
+
+func (e *Engine) removedExit(id string) (int, bool) {
+	raw, err := os.ReadFile(filepath.Join(e.RunRoot, "exits", id))
+	if err != nil {
+		return 0, false
+	}
+	code, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	return code, err == nil
 }
 
 // Remove deletes a container: its record, root filesystem, logs and run
@@ -321,6 +360,12 @@ func (e *Engine) remove(c *Container, force, volumes, waitMonitor bool) error {
 	// given a moment, then the runtime's leftovers are deleted here.
 	for i := 0; waitMonitor && i < 200 && e.monitorAlive(c.ID); i++ {
 		time.Sleep(10 * time.Millisecond)
+	}
+	if waitMonitor {
+		// The destructive part under the container's lock (Cleanup, which
+		// passes false, holds it already). Not while waiting for the
+		// monitor above: its own clean-up takes the lock.
+		defer e.lockContainer(c.ID)()
 	}
 	if ctr, err := container.Load(e.runtimeRoot(), c.ID); err == nil {
 		ctr.Delete(true)
@@ -363,11 +408,23 @@ func (e *Engine) Cleanup(id string) error {
 	if err != nil {
 		return err
 	}
+	// Under the container's lock: a start that began meanwhile (restart)
+	// has made a new run this clean-up must not touch; the state check
+	// below sees it.
+	defer e.lockContainer(c.ID)()
+	if c, err = e.Resolve(c.ID); err != nil {
+		return err
+	}
 	if st := e.State(c); st.Running || st.Restarting {
 		return nil
 	}
 	e.teardownNetwork(c)
 	if c.Host.AutoRemove {
+		// `wait` may come after the removal: the exit code stays behind
+		// in a small file for it.
+		if ms, ok := e.readMonitorState(c.ID); ok {
+			e.recordExit(c.ID, ms.ExitCode)
+		}
 		if err := e.remove(c, false, true, false); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
@@ -473,8 +530,20 @@ func (e *Engine) ExecProcess(c *Container, o ExecOptions) (*specs.Process, error
 	p.Terminal = o.Tty
 	p.Env = append([]string(nil), base.Env...)
 	for _, kv := range o.Env {
-		k, v, _ := strings.Cut(kv, "=")
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			// "-e NAME" passes the caller's value, as Docker does.
+			val, set := os.LookupEnv(k)
+			if !set {
+				continue
+			}
+			v = val
+		}
 		p.Env = setEnv(p.Env, k, v)
+	}
+	if o.Privileged {
+		all := security.AllCapabilities()
+		p.Capabilities = &specs.LinuxCapabilities{Bounding: all, Effective: all, Permitted: all}
 	}
 	if o.WorkingDir != "" {
 		p.Cwd = o.WorkingDir

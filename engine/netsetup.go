@@ -18,8 +18,9 @@ type NetworkSettings struct {
 	Networks   map[string]*network.Endpoint     `json:"Networks"`
 	Ports      map[string][]network.PortBinding `json:"Ports"`
 	SandboxKey string                           `json:"SandboxKey"`
-	// NetNS is the name under /run/netns (`ip netns exec NAME …`).
-	NetNS string `json:"-"`
+	// NetNS is the name under /run/netns (`ip netns exec NAME …`), kept
+	// so a renamed container's namespace is still found.
+	NetNS string `json:"NetNS,omitempty"`
 }
 
 // Networks is the engine's network manager.
@@ -159,15 +160,17 @@ func (e *Engine) teardownNetwork(c *Container) {
 		nets = append(nets, name)
 	}
 	// The namespace goes first: with it the kernel removes the veth pairs
-	// (in the background); then the leases are freed.
-	netns.Delete(netnsName(c))
+	// (in the background); then the leases are freed. Its recorded name
+	// counts (the container may have been renamed since it started).
+	if c.Net.NetNS != "" {
+		netns.Delete(c.Net.NetNS)
+	} else {
+		netns.Delete(netnsName(c))
+	}
 	for _, ref := range nets {
 		if n, err := e.Networks().Get(ref); err == nil {
 			e.Networks().Release(n.Name, c.ID)
 		}
-	}
-	if c.Net.NetNS != "" && c.Net.NetNS != netnsName(c) {
-		netns.Delete(c.Net.NetNS)
 	}
 	if len(c.Net.Networks) > 0 || c.Net.SandboxKey != "" {
 		if !c.Host.AutoRemove {
@@ -213,16 +216,7 @@ func (e *Engine) writeNetFiles(c *Container, dir string) error {
 	case userDNS != "":
 		fmt.Fprintf(&resolv, "nameserver %s\n", userDNS)
 	default:
-		raw, _ := os.ReadFile("/etc/resolv.conf")
-		for _, line := range strings.Split(string(raw), "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
-				continue
-			}
-			if strings.TrimSpace(line) != "" {
-				resolv.WriteString(line + "\n")
-			}
-		}
+		resolv.WriteString(hostResolvConf())
 	}
 	for name, data := range map[string]string{"hosts": hosts.String(), "resolv.conf": resolv.String()} {
 		if err := writeFileAtomic(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
@@ -250,10 +244,16 @@ func (e *Engine) ConnectNetwork(netRef, ref string, aliases []string) error {
 		return fmt.Errorf("%w: container %s is already connected to network %s", ErrConflict, c.Name, n.Name)
 	}
 	if e.State(c).Running {
-		idx := len(c.Net.Networks)
-		container.Tracef("engine: netns created, network %s found", n.Name)
+		used := map[string]bool{}
+		for _, ep := range c.Net.Networks {
+			used[ep.IfName] = true
+		}
+		ifName := "eth0"
+		for i := 1; used[ifName]; i++ {
+			ifName = fmt.Sprintf("eth%d", i)
+		}
 		ep, err := e.Networks().Connect(n.Name, network.ConnectOptions{
-			ContainerID: c.ID, Names: append([]string{c.Name}, aliases...), NetNS: c.Net.SandboxKey, IfName: fmt.Sprintf("eth%d", idx),
+			ContainerID: c.ID, Names: append([]string{c.Name}, aliases...), NetNS: c.Net.SandboxKey, IfName: ifName,
 		})
 		if err != nil {
 			return err
@@ -287,7 +287,8 @@ func (e *Engine) DisconnectNetwork(netRef, ref string) error {
 	}
 	if c.Host.NetworkMode == n.Name {
 		if e.State(c).Running {
-			e.Networks().Disconnect(n.Name, c.ID)
+			// Its namespace, ports and other networks hang on this one.
+			return fmt.Errorf("%w: container %s runs on network %s: stop it first to disconnect it from its own network", ErrConflict, c.Name, n.Name)
 		}
 		_, err = e.update(c.ID, func(cur *Container) error {
 			cur.Host.NetworkMode = "none"
@@ -344,4 +345,35 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// hostResolvConf is the host's resolv.conf for a container: without
+// loopback name servers (they would be the container's own loopback). When
+// only loopback ones are listed (systemd-resolved's 127.0.0.53), the
+// servers behind them are taken, and failing those Docker's fallback.
+func hostResolvConf() string {
+	for _, path := range []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"} {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var b strings.Builder
+		servers := 0
+		for _, line := range strings.Split(string(raw), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "nameserver" {
+				if strings.HasPrefix(f[1], "127.") || f[1] == "::1" {
+					continue
+				}
+				servers++
+			}
+			if strings.TrimSpace(line) != "" {
+				b.WriteString(line + "\n")
+			}
+		}
+		if servers > 0 {
+			return b.String()
+		}
+	}
+	return "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
 }

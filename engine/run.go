@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,8 +21,6 @@ import (
 	"github.com/hullproject/hull/runtime/rootfs"
 	"golang.org/x/sys/unix"
 )
-
-func contextBackground() context.Context { return context.Background() }
 
 // ExitError is a container (or exec) process's non-zero exit, or a failure
 // to execute its program, with the status Docker's CLI exits with.
@@ -69,6 +66,7 @@ func (e *Engine) prepare(c *Container) (string, error) {
 		return "", err
 	}
 	if err := makeWorkdir(root, c.Config.WorkingDir); err != nil {
+		e.Images.Layers.Unmount(c.ID)
 		return "", err
 	}
 	runDir := e.containerRunDir(c.ID)
@@ -85,6 +83,7 @@ func (e *Engine) prepare(c *Container) (string, error) {
 	defer func() {
 		if !ok {
 			e.teardownNetwork(c)
+			e.Images.Layers.Unmount(c.ID)
 		}
 	}()
 	if err := writeEtcFiles(c, runDir); err != nil {
@@ -177,6 +176,11 @@ func (e *Engine) Start(ref string) (*Container, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer e.lockContainer(c.ID)()
+	// Another process may have started it while we waited for the lock.
+	if c, err = e.Resolve(c.ID); err != nil {
+		return nil, err
+	}
 	st := e.State(c)
 	if st.Running || st.Restarting {
 		return c, nil
@@ -196,12 +200,18 @@ func (e *Engine) Start(ref string) (*Container, error) {
 		return nil, execFailure(err)
 	}
 	net, lastIPs := c.Net, c.LastIPs
-	return e.update(c.ID, func(c *Container) error {
+	updated, err := e.update(c.ID, func(c *Container) error {
 		c.State = State{Status: "running", Running: true, Pid: pid, StartedAt: time.Now().UTC(), Health: startingHealth(c)}
 		c.ManualStop = false
 		c.Net, c.LastIPs = net, lastIPs
 		return nil
 	})
+	if errors.Is(err, ErrNotFound) && c.Host.AutoRemove {
+		// A --rm container that already ran and was removed by its
+		// monitor's clean-up: it started, which is what was asked.
+		return c, nil
+	}
+	return updated, err
 }
 
 func startingHealth(c *Container) *Health {
@@ -321,13 +331,14 @@ func (e *Engine) spawnMonitor(c *Container, bundle string) (int, error) {
 // memoryCgroupDir is where the container's memory cgroup will be (its
 // cgroupsPath is /hull/<id>), for the monitor's OOM detection.
 func memoryCgroupDir(id string) string {
-	for _, d := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup"} {
-		if _, err := os.Stat(filepath.Join(d, "memory.max")); err == nil && d == "/sys/fs/cgroup" {
-			return filepath.Join(d, "hull", id)
-		}
-		if _, err := os.Stat(filepath.Join(d, "memory.limit_in_bytes")); err == nil {
-			return filepath.Join(d, "hull", id)
-		}
+	// v1 (and hybrid): the memory hierarchy's own mount.
+	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err == nil {
+		return filepath.Join("/sys/fs/cgroup/memory", "hull", id)
+	}
+	// v2: the unified hierarchy (its root has cgroup.controllers, not
+	// memory.max).
+	if raw, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && strings.Contains(string(raw), "memory") {
+		return filepath.Join("/sys/fs/cgroup", "hull", id)
 	}
 	return ""
 }
@@ -346,12 +357,15 @@ type RunOptions struct {
 // streams, without a monitor (a foreground run needs none: we are its
 // parent), and waits for it. It returns the container's exit status.
 func (e *Engine) RunForeground(c *Container, o RunOptions) (int, error) {
+	unlock := e.lockContainer(c.ID)
 	e.cleanupRuntime(c)
 	bundle, err := e.prepare(c)
+	unlock()
 	if err != nil {
 		return 0, err
 	}
 	defer func() {
+		defer e.lockContainer(c.ID)()
 		e.teardownNetwork(c)
 		container.Tracef("engine: network torn down")
 		e.Images.Layers.Unmount(c.ID)
@@ -472,6 +486,9 @@ func oomKilled(id string, code int) bool {
 		return false
 	}
 	dir := memoryCgroupDir(id)
+	if dir == "" {
+		return false
+	}
 	for _, f := range []string{"memory.oom_control", "memory.events"} {
 		raw, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {

@@ -28,8 +28,9 @@ type Endpoint struct {
 	IPPrefixLen int      `json:"IPPrefixLen"`
 	MacAddress  string   `json:"MacAddress"`
 	Aliases     []string `json:"Aliases"`
-	// HostIf is the host side of the veth pair.
+	// HostIf is the host side of the veth pair, IfName the container's.
 	HostIf string `json:"HostIf,omitempty"`
+	IfName string `json:"IfName,omitempty"`
 }
 
 // member is what a network remembers of a container on it: for the DNS
@@ -156,7 +157,7 @@ func (m *Manager) Connect(ref string, o ConnectOptions) (*Endpoint, error) {
 	}
 	return &Endpoint{
 		NetworkID: n.ID, EndpointID: newID(), Gateway: n.Gateway, IPAddress: ip.String(),
-		IPPrefixLen: ones, MacAddress: mac, Aliases: aliases, HostIf: hostIf,
+		IPPrefixLen: ones, MacAddress: mac, Aliases: aliases, HostIf: hostIf, IfName: o.IfName,
 	}, nil
 }
 
@@ -418,9 +419,11 @@ func (m *Manager) ServeDNS(ctx context.Context, name string, ready *os.File) err
 		}
 	}()
 	srv := &dns.Server{
-		Lookup:   func(q string) []net.IP { return m.lookup(name, q) },
-		Reverse:  func(ip net.IP) []string { return m.reverse(name, ip) },
-		Upstream: dns.Upstreams("/etc/resolv.conf", false),
+		Lookup:  func(q string) []net.IP { return m.lookup(name, q) },
+		Reverse: func(ip net.IP) []string { return m.reverse(name, ip) },
+		// The responder runs in the host's namespace: the host's loopback
+		// resolvers (systemd-resolved's 127.0.0.53) work from here.
+		Upstream: dns.Upstreams("/etc/resolv.conf", true),
 		TTL:      600,
 	}
 	return srv.Serve(ctx, udp, tcp)

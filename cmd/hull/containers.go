@@ -254,7 +254,7 @@ func newPsCmd() *cobra.Command {
 			n := 0
 			for _, c := range list {
 				st := e.State(c)
-				if !all && last <= 0 && !st.Running && len(filters) == 0 {
+				if !all && last <= 0 && !st.Running && !hasStatusFilter(filters) {
 					continue
 				}
 				if !match(c, st) {
@@ -289,7 +289,7 @@ func newPsCmd() *cobra.Command {
 					"ID": id, "Image": c.Image, "Command": strconv.Quote(command),
 					"CreatedAt":  c.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
 					"RunningFor": since(c.Created), "Status": statusText(st), "State": st.Status,
-					"Ports": portsText(c), "Names": c.Name, "Labels": strings.Join(labels, ","),
+					"Ports": map[bool]string{true: portsText(c), false: ""}[st.Running], "Names": c.Name, "Labels": strings.Join(labels, ","),
 					"Mounts": strings.Join(mounts, ","), "Networks": c.Host.NetworkMode, "Size": "",
 				}
 				if size {
@@ -325,6 +325,17 @@ func newPsCmd() *cobra.Command {
 }
 
 func dirBytes(dir string) int64 { return imageDirSize(dir) }
+
+// hasStatusFilter: as in Docker, a status filter lists stopped containers
+// without -a; other filters do not.
+func hasStatusFilter(filters []string) bool {
+	for _, f := range filters {
+		if strings.HasPrefix(f, "status=") || strings.HasPrefix(f, "exited=") {
+			return true
+		}
+	}
+	return false
+}
 
 // containerFilters builds the ps --filter predicate.
 func containerFilters(e *engine.Engine, specs []string) (func(*engine.Container, engine.State) bool, error) {

@@ -726,3 +726,29 @@ func TestImageVolumesHealthcheckNetworkModes(t *testing.T) {
 		}
 	}
 }
+
+func TestWaitRmAndPsFilters(t *testing.T) {
+	_, h := engineRoot(t)
+	// wait gets the exit code of a --rm container that its monitor removes.
+	mustH(t, h("run", "-d", "--rm", "--name", "brief", "busybox", "sh", "-c", "sleep 0.3; exit 3"), "run -d --rm")
+	if out := strings.TrimSpace(mustH(t, h("wait", "brief"), "wait")); out != "3" {
+		t.Errorf("wait of a --rm container: %q", out)
+	}
+	// A name filter lists running containers only; a status filter lists
+	// stopped ones without -a, as Docker's ps does.
+	mustH(t, h("run", "--name", "stopped1", "busybox", "true"), "run")
+	if out := mustH(t, h("ps", "-q", "--filter", "name=stopped1"), "ps"); out != "" {
+		t.Errorf("ps --filter name= shows a stopped container: %q", out)
+	}
+	if out := mustH(t, h("ps", "--format", "{{.Names}}", "--filter", "status=exited"), "ps"); out != "stopped1\n" {
+		t.Errorf("ps --filter status=exited: %q", out)
+	}
+	// exec -e NAME takes the caller's value.
+	mustH(t, h("run", "-d", "--name", "envc", "busybox", "sleep", "30"), "run -d")
+	os.Setenv("HULL_TEST_PASSED", "through")
+	defer os.Unsetenv("HULL_TEST_PASSED")
+	if out := mustH(t, h("exec", "-e", "HULL_TEST_PASSED", "-e", "HULL_TEST_UNSET_XYZ", "envc", "sh", "-c", "echo $HULL_TEST_PASSED; env | grep -c HULL_TEST_UNSET_XYZ; true"), "exec"); out != "through\n0\n" {
+		t.Errorf("exec -e NAME: %q", out)
+	}
+	mustH(t, h("rm", "-f", "envc", "stopped1"), "rm")
+}

@@ -109,6 +109,7 @@ func (f *createFlags) options(cmd *cobra.Command, args []string) (engine.CreateO
 		NoHealthcheck: f.noHealthcheck, StopSignal: f.stopSignal, Volumes: f.volumes,
 		MountSpecs: f.mounts, Tmpfs: f.tmpfs, Pull: f.pull, PullOutput: cmd.ErrOrStderr(),
 		Publish: f.publish, PublishAll: f.publishAll, Aliases: f.aliases, DNS: f.dns, AddHosts: f.addHosts,
+		Context: cmd.Context(),
 	}
 	if cmd.Flags().Changed("entrypoint") {
 		o.Entrypoint = &f.entrypoint
