@@ -143,19 +143,21 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 	now := time.Now().UTC()
 	data := p
 	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			s.partial = append(s.partial, data...)
-			if len(s.partial) >= maxLine {
-				s.w.Write(Entry{Log: string(s.partial), Stream: s.name, Time: now})
-				s.partial = s.partial[:0]
-			}
-			break
+		seg, complete := data, false
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			seg, complete = data[:i+1], true
 		}
-		line := append(s.partial, data[:i+1]...)
-		s.w.Write(Entry{Log: string(line), Stream: s.name, Time: now})
-		s.partial = s.partial[:0]
-		data = data[i+1:]
+		data = data[len(seg):]
+		s.partial = append(s.partial, seg...)
+		// A line longer than Docker's limit goes out in pieces.
+		for len(s.partial) > maxLine || (!complete && len(s.partial) == maxLine) {
+			s.w.Write(Entry{Log: string(s.partial[:maxLine]), Stream: s.name, Time: now})
+			s.partial = append(s.partial[:0], s.partial[maxLine:]...)
+		}
+		if complete {
+			s.w.Write(Entry{Log: string(s.partial), Stream: s.name, Time: now})
+			s.partial = s.partial[:0]
+		}
 	}
 	return len(p), nil
 }
