@@ -124,6 +124,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 RUNS=${RUNS:-50}
 WARMUP=${WARMUP:-5}
 BYTES=${BYTES:-2147483648}
@@ -216,32 +218,6 @@ pids_of() {
 		tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "$pat" || continue
 		echo "${d#/proc/}"
 	done
-}
-# wipe DIR...: unmount whatever is mounted under each DIR (deepest first,
-# lazily if busy), then delete it.
-wipe() {
-	local d m
-	for d in "$@"; do
-		[ -e "$d" ] || continue
-		awk -v p="$d" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo |
-			sort -r | while read -r m; do
-				umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-			done
-		rm -rf "$d" 2>/dev/null || { sleep 1 && rm -rf "$d"; } || echo "network.sh: could not delete all of $d" >&2
-	done
-}
-# kill_wait PID SECONDS: SIGTERM, wait, then SIGKILL.
-kill_wait() {
-	local pid=$1 secs=$2 i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq $((secs * 10))); do
-		kill -0 "$pid" 2>/dev/null || break
-		[ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
 }
 stop_hyperfine() {
 	[ -n "$HF_PID" ] || return 0

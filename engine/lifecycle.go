@@ -12,6 +12,7 @@ import (
 
 	"github.com/hullproject/hull/engine/security"
 	"github.com/hullproject/hull/internal/console"
+	"github.com/hullproject/hull/internal/proc"
 	"github.com/hullproject/hull/runtime/container"
 	"github.com/hullproject/hull/storage/meta"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -54,21 +55,7 @@ func (e *Engine) readMonitorState(id string) (*monitorState, bool) {
 
 // monitorAlive reports whether the container's monitor still runs.
 func (e *Engine) monitorAlive(id string) bool {
-	raw, err := os.ReadFile(filepath.Join(e.containerRunDir(id), "monitor.pid"))
-	if err != nil {
-		return false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || pid <= 0 {
-		return false
-	}
-	// "(hull-monitor) S ..." — a zombie (Z) has finished, whoever reaps it.
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	name, rest, ok := strings.Cut(string(stat), ") ")
-	return ok && strings.HasSuffix(name, "(hull-monitor") && !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
+	return proc.AliveFromFile(filepath.Join(e.containerRunDir(id), "monitor.pid"), "hull-monitor")
 }
 
 // State is the container's state as it truly is now: the record, updated

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hullproject/hull/network/bridge"
+	"github.com/hullproject/hull/internal/proc"
 	"github.com/hullproject/hull/network/dns"
 	"github.com/hullproject/hull/storage/meta"
 )
@@ -341,22 +342,7 @@ func (m *Manager) stopDNS(n *Network) {
 	os.Remove(m.dnsPidPath(n))
 }
 
-func pidAlive(pidFile string) bool {
-	raw, err := os.ReadFile(pidFile)
-	if err != nil {
-		return false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || pid <= 0 {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	_, rest, ok := strings.Cut(string(stat), ") ")
-	return ok && !strings.HasPrefix(rest, "Z")
-}
+func pidAlive(pidFile string) bool { return proc.AliveFromFile(pidFile, "") }
 
 // ServeDNS runs the DNS responder of a user network until the network is
 // gone or has had no containers for a minute. ready gets one byte once it
