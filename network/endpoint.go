@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hullproject/hull/network/bridge"
 	"github.com/hullproject/hull/internal/proc"
+	"github.com/hullproject/hull/network/bridge"
 	"github.com/hullproject/hull/network/dns"
 	"github.com/hullproject/hull/storage/meta"
 )
