@@ -450,47 +450,12 @@ fi
 
 # --- Docker ------------------------------------------------------------------------
 start_docker() {
-	local d=$WORK/docker c net=() i
+	local d=$WORK/docker c net=()
 	for c in dockerd containerd containerd-shim-runc-v2 runc "$DOCKER"; do
 		command -v "$c" >/dev/null || { echo "$c not installed (apt-get install docker.io)" >"$d.log"; return 1; }
 	done
-	mkdir -p "$d"
-	# The same setup as dockerd's own managed containerd, but in our
-	# directories whether or not the host runs a containerd of its own.
-	cat >"$d/containerd.toml" <<EOF
-version = 2
-root = "$d/containerd/root"
-state = "$d/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$d/containerd.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$d/containerd/opt"
-EOF
-	# dockerd 20.10 writes its trust key to /etc/docker/key.json unless
-	# told otherwise; --config-file also keeps /etc/docker/daemon.json out.
-	printf '{ "deprecated-key-path": "%s" }\n' "$d/key.json" >"$d/daemon.json"
-	setsid containerd --config "$d/containerd.toml" >"$d/containerd.log" 2>&1 </dev/null &
-	CONTAINERD_PID=$!
-	for i in $(seq 100); do
-		[ -S "$d/containerd.sock" ] && break
-		kill -0 "$CONTAINERD_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	[ -S "$d/containerd.sock" ] || { cp "$d/containerd.log" "$d.log"; return 1; }
 	[ "$DOCKER_NET" = stock ] || net=(--iptables=false --ip-forward=false --bridge=none)
-	setsid dockerd --config-file "$d/daemon.json" --data-root "$d/data" --exec-root "$d/exec" \
-		-H "unix://$d/docker.sock" --pidfile "$d/dockerd.pid" --containerd "$d/containerd.sock" \
-		--default-ulimit nofile=20000:20000 "${net[@]}" >"$d/dockerd.log" 2>&1 </dev/null &
-	DOCKERD_PID=$!
-	export DOCKER_HOST=unix://$d/docker.sock
-	for i in $(seq 300); do
-		"$DOCKER" version >/dev/null 2>&1 && return 0
-		kill -0 "$DOCKERD_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	tail -n 5 "$d/dockerd.log" >"$d.log"
-	return 1
+	start_private_dockerd "$d" "${net[@]}"
 }
 if want docker; then
 	say "docker: starting containerd and dockerd under $WORK/docker"

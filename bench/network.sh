@@ -71,8 +71,8 @@
 #   reported as "LEFT BEHIND" and the script exits 1 (a target not met
 #   does not change the exit status); others that appeared meanwhile are listed as
 #   someone else's (hull stores share the host's bridges and table). The
-#   bridge hull0 and its network rules ("net:bridge") stay, as docker0
-#   does: every hull store on the host uses them.
+#   bridge hull0 and hull's nftables table are shared by every hull store:
+#   they are removed at the end only when this run made them.
 #
 # The peers (PEERS=1; default off)
 #   Docker: its own containerd and dockerd (root, state, sockets under the
@@ -126,6 +126,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$REPO/bench/lib.sh"
+HULL_SHARED=$(hull_shared_state)
 RUNS=${RUNS:-50}
 WARMUP=${WARMUP:-5}
 BYTES=${BYTES:-2147483648}
@@ -299,6 +300,7 @@ cleanup() {
 		leak_check
 		report_leaks
 	fi
+	hull_shared_restore "$HULL_SHARED"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -343,7 +345,7 @@ tstr() {
 }
 
 start_docker() {
-	local d=$WORK/docker c i
+	local d=$WORK/docker c
 	for c in dockerd containerd containerd-shim-runc-v2 runc "$DOCKER"; do
 		command -v "$c" >/dev/null || { echo "$c not installed (apt-get install docker.io)" >"$d.log"; return 1; }
 	done
@@ -355,40 +357,7 @@ start_docker() {
 		echo "172.17.0.0/16, docker0's subnet, is routed here already" >"$d.log"
 		return 1
 	fi
-	mkdir -p "$d"
-	cat >"$d/containerd.toml" <<EOF
-version = 2
-root = "$d/containerd/root"
-state = "$d/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$d/containerd.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$d/containerd/opt"
-EOF
-	# dockerd 20.10 writes a trust key to /etc/docker/key.json unless told;
-	# --config-file also keeps /etc/docker/daemon.json out.
-	printf '{ "deprecated-key-path": "%s" }\n' "$d/key.json" >"$d/daemon.json"
-	setsid containerd --config "$d/containerd.toml" >"$d/containerd.log" 2>&1 </dev/null &
-	CONTAINERD_PID=$!
-	for i in $(seq 100); do
-		[ -S "$d/containerd.sock" ] && break
-		kill -0 "$CONTAINERD_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	[ -S "$d/containerd.sock" ] || { cp "$d/containerd.log" "$d.log"; return 1; }
-	setsid dockerd --config-file "$d/daemon.json" --data-root "$d/data" --exec-root "$d/exec" \
-		-H "unix://$d/docker.sock" --pidfile "$d/dockerd.pid" --containerd "$d/containerd.sock" \
-		--default-ulimit nofile=20000:20000 >"$d/dockerd.log" 2>&1 </dev/null &
-	DOCKERD_PID=$!
-	export DOCKER_HOST=unix://$d/docker.sock
-	for i in $(seq 300); do
-		"$DOCKER" version >/dev/null 2>&1 && return 0
-		kill -0 "$DOCKERD_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	tail -n 5 "$d/dockerd.log" >"$d.log"
-	return 1
+	start_private_dockerd "$d"
 }
 
 PODMAN_SUBNET=''

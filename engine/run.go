@@ -132,28 +132,23 @@ func makeWorkdir(root, dir string) error {
 	return nil
 }
 
-// writeEtcFiles makes the container's /etc/hosts, /etc/hostname and
-// /etc/resolv.conf (the host's, without loopback name servers, which
-// would mean the container's own loopback).
+// writeEtcFiles makes the container's /etc/hostname and, outside bridge
+// networks (whose files writeNetFiles makes), /etc/hosts and
+// /etc/resolv.conf: the host's own with --network host, else a minimal
+// hosts file and the host's name servers without loopback ones (they would
+// be the container's own loopback).
 func writeEtcFiles(c *Container, dir string) error {
-	var hosts, resolv []byte
-	if c.Host.NetworkMode == "host" {
-		hosts, _ = os.ReadFile("/etc/hosts")
-	} else {
-		hosts = []byte(fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t%s\n", c.Config.Hostname))
+	files := map[string][]byte{"hostname": []byte(c.Config.Hostname + "\n")}
+	switch {
+	case usesBridge(c.Host.NetworkMode):
+	case c.Host.NetworkMode == "host":
+		files["hosts"], _ = os.ReadFile("/etc/hosts")
+		files["resolv.conf"], _ = os.ReadFile("/etc/resolv.conf")
+	default:
+		files["hosts"] = []byte(fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t%s\n", c.Config.Hostname))
+		files["resolv.conf"] = []byte(hostResolvConf())
 	}
-	if raw, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-		var b strings.Builder
-		for _, line := range strings.Split(string(raw), "\n") {
-			f := strings.Fields(line)
-			if c.Host.NetworkMode != "host" && len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
-				continue
-			}
-			b.WriteString(line + "\n")
-		}
-		resolv = []byte(strings.TrimRight(b.String(), "\n") + "\n")
-	}
-	for name, data := range map[string][]byte{"hosts": hosts, "hostname": []byte(c.Config.Hostname + "\n"), "resolv.conf": resolv} {
+	for name, data := range files {
 		if err := writeFileAtomic(filepath.Join(dir, name), data, 0o644); err != nil {
 			return err
 		}

@@ -665,38 +665,23 @@ func inspectObjects(cmd *cobra.Command, args []string, format, typ string) error
 	if err != nil {
 		return err
 	}
-	var out []any
-	var errs []error
-	for _, a := range args {
-		var v any
+	return inspectEach(cmd, args, format, func(a string) (any, error) {
 		if typ == "" || typ == "container" {
 			if c, err := e.Resolve(a); err == nil {
-				v = containerInspect(e, c)
+				return containerInspect(e, c), nil
 			}
 		}
-		if v == nil && (typ == "" || typ == "image") {
+		if typ == "" || typ == "image" {
 			if ins, err := e.Images.Inspect(a); err == nil {
-				v = ins
+				return ins, nil
 			}
 		}
-		if v == nil {
-			what := "object"
-			if typ != "" {
-				what = typ
-			}
-			errs = append(errs, fmt.Errorf("no such %s: %s", what, a))
-			continue
+		what := "object"
+		if typ != "" {
+			what = typ
 		}
-		jv, err := toJSONValue(v)
-		if err != nil {
-			return err
-		}
-		out = append(out, jv)
-	}
-	if err := printList(cmd, out, format); err != nil {
-		return err
-	}
-	return errors.Join(errs...)
+		return nil, fmt.Errorf("no such %s: %s", what, a)
+	})
 }
 
 // printDeleted prints a prune's list under its title, as Docker does.

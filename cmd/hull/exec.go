@@ -270,21 +270,7 @@ func newVolumeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out []any
-			var errs []error
-			for _, a := range args {
-				v, err := e.VolumeInspect(a)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				jv, _ := toJSONValue(v)
-				out = append(out, jv)
-			}
-			if err := printList(cmd, out, inspFormat); err != nil {
-				return err
-			}
-			return errors.Join(errs...)
+			return inspectEach(cmd, args, inspFormat, func(a string) (any, error) { return e.VolumeInspect(a) })
 		},
 	}
 	inspect.Flags().StringVarP(&inspFormat, "format", "f", "", "format output with a Go template or 'json'")
@@ -326,6 +312,30 @@ func newVolumeCmd() *cobra.Command {
 	prune.Flags().BoolVarP(&pruneForce, "force", "f", false, "do not prompt for confirmation")
 	cmd.AddCommand(create, ls, inspect, rm, prune)
 	return cmd
+}
+
+// inspectEach looks every argument up with get and prints what was found
+// as inspect does (a JSON array, or each through --format); the misses
+// come back as errors, after the output of the others.
+func inspectEach(cmd *cobra.Command, args []string, format string, get func(string) (any, error)) error {
+	var out []any
+	var errs []error
+	for _, a := range args {
+		v, err := get(a)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		jv, err := toJSONValue(v)
+		if err != nil {
+			return err
+		}
+		out = append(out, jv)
+	}
+	if err := printList(cmd, out, format); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
 }
 
 // printList prints inspect-style output: a JSON array, or each item

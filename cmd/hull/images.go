@@ -492,24 +492,7 @@ func newImageInspectCmd(use string, aliases ...string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out []any
-			var errs []error
-			for _, a := range args {
-				ins, err := s.Inspect(a)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				v, err := toJSONValue(ins)
-				if err != nil {
-					return err
-				}
-				out = append(out, v)
-			}
-			if err := printList(cmd, out, format); err != nil {
-				return err
-			}
-			return errors.Join(errs...)
+			return inspectEach(cmd, args, format, func(a string) (any, error) { return s.Inspect(a) })
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "format output with a Go template or 'json'")

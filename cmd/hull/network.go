@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -105,24 +104,13 @@ func newNetworkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out []any
-			var errs []error
-			for _, a := range args {
+			return inspectEach(cmd, args, inspFormat, func(a string) (any, error) {
 				n, err := e.Networks().Get(a)
 				if err != nil {
-					errs = append(errs, err)
-					continue
+					return nil, err
 				}
-				v, err := toJSONValue(networkInspect(e, n))
-				if err != nil {
-					return err
-				}
-				out = append(out, v)
-			}
-			if err := printList(cmd, out, inspFormat); err != nil {
-				return err
-			}
-			return errors.Join(errs...)
+				return networkInspect(e, n), nil
+			})
 		},
 	}
 	inspect.Flags().StringVarP(&inspFormat, "format", "f", "", "format output with a Go template or 'json'")
