@@ -393,9 +393,12 @@ func (m *Manager) Remove(ref string) error {
 // teardownNetwork removes a network's bridge, rules and DNS responder.
 func (m *Manager) teardownNetwork(n *Network) {
 	m.stopDNS(n)
-	m.nft.RemoveNetwork(n.Name)
-	bridge.Delete(n.Bridge)
-	os.Remove(m.markerPath(n))
+	if unlock, err := m.lock(setupLock); err == nil {
+		m.nft.RemoveNetwork(n.Name)
+		bridge.Delete(n.Bridge)
+		os.Remove(m.markerPath(n))
+		unlock()
+	}
 }
 
 // Prune removes every user network without containers.
@@ -416,6 +419,16 @@ func (m *Manager) Prune() ([]string, error) {
 	return removed, nil
 }
 
+// isUp reports whether the network was set up since boot and its bridge is
+// still there; sysfs answers without a netlink socket.
+func (m *Manager) isUp(n *Network) bool {
+	if _, err := os.Stat(m.markerPath(n)); err != nil {
+		return false
+	}
+	_, err := os.Stat("/sys/class/net/" + n.Bridge + "/bridge")
+	return err == nil
+}
+
 func (m *Manager) markerPath(n *Network) string {
 	return filepath.Join(m.runDir, n.Name+".up")
 }
@@ -424,13 +437,20 @@ func (m *Manager) markerPath(n *Network) string {
 // (a marker under the run directory says it was done), since /run and the
 // kernel's state go away together.
 func (m *Manager) ensureUp(n *Network) error {
-	marker := m.markerPath(n)
-	// sysfs answers "does the bridge exist" without a netlink socket.
-	if _, err := os.Stat(marker); err == nil {
-		if _, err := os.Stat("/sys/class/net/" + n.Bridge + "/bridge"); err == nil {
-			return nil
-		}
+	if m.isUp(n) {
+		return nil
 	}
+	// Parallel first runs all find the network down; one sets it up and
+	// the others find it done.
+	unlock, err := m.lock(setupLock)
+	if err != nil {
+		return fmt.Errorf("network %s: %w", n.Name, err)
+	}
+	defer unlock()
+	if m.isUp(n) {
+		return nil
+	}
+	marker := m.markerPath(n)
 	_, subnet, err := net.ParseCIDR(n.Subnet)
 	if err != nil {
 		return err

@@ -99,16 +99,17 @@ func (m *Manager) Publish(owner string, n *Network, containerIP net.IP, bindings
 	if len(bindings) == 0 {
 		return nil, nil
 	}
-	if err := m.nft.Ensure(); err != nil {
-		return nil, err
-	}
 	// Checking that a port is free and taking it must be one step for
-	// every hull process: a lock file serializes them.
-	unlock, err := m.lock("ports")
+	// every hull process of every store: a machine-wide lock serializes
+	// them.
+	unlock, err := m.lock(portsLock)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if err := m.nft.Ensure(); err != nil {
+		return nil, err
+	}
 	var ports []nft.Port
 	out := make([]PortBinding, 0, len(bindings))
 	used := map[string]bool{}
@@ -175,12 +176,24 @@ func SortBindings(b []PortBinding) {
 	})
 }
 
-// lock takes an exclusive lock file under the run directory.
+// Host ports, bridges and hull's nftables table belong to the machine, not
+// to one store, so the locks that guard them do too.
+const (
+	portsLock = "/run/lock/hull-ports.lock"     // choosing and taking host ports
+	setupLock = "/run/lock/hull-net-setup.lock" // bringing networks up and down
+)
+
+// lock takes an exclusive lock file: an absolute path as it is, a bare
+// name under the run directory.
 func (m *Manager) lock(name string) (func(), error) {
-	if err := os.MkdirAll(m.runDir, 0o700); err != nil {
+	path := name
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(m.runDir, name+".lock")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	fd, err := unix.Open(filepath.Join(m.runDir, name+".lock"), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, err
 	}

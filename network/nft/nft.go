@@ -33,10 +33,14 @@ package nft
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -60,6 +64,40 @@ const (
 // forwardStages are the regular chains the forward base chain jumps to, in
 // evaluation order (see the package comment for why the order matters).
 var forwardStages = []string{chainFwdInternal, chainFwdAccept, chainFwdIsolate, chainFwdEgress}
+
+// lockDir holds one lock file per table. Tables live in the kernel, shared
+// by every process and every hull store on the machine, so the lock is
+// machine-wide too.
+var lockDir = "/run/lock"
+
+// lock serializes the writers of the table across processes (and
+// goroutines: each call opens its own file description). Without it,
+// concurrent list-then-delete-by-handle batches invalidate each other: 24
+// writers replacing one network's rules starve some of them through any
+// number of retries.
+func (t *Tables) lock() (func(), error) {
+	if t.Name == "" || strings.ContainsAny(t.Name, "/\x00") {
+		return nil, fmt.Errorf("nft: invalid table name %q", t.Name)
+	}
+	if err := os.MkdirAll(lockDir, 0o755); err != nil {
+		return nil, fmt.Errorf("nft: lock table %s: %w", t.Name, err)
+	}
+	f, err := os.OpenFile(filepath.Join(lockDir, "hull-nft-"+t.Name+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("nft: lock table %s: %w", t.Name, err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("nft: lock table %s: %w", t.Name, err)
+	}
+	return func() { f.Close() }, nil
+}
 
 // ErrNoTable is returned by operations that need Ensure to have run.
 var ErrNoTable = errors.New("nft: table does not exist (Ensure not called?)")
@@ -117,9 +155,11 @@ func (t *Tables) chainDefs() []*nftables.Chain {
 // holds the four jumps, so it is flushed and refilled in the same batch;
 // that keeps exactly one set of jumps however many processes race here.
 func (t *Tables) Ensure() error {
-	if t.Name == "" {
-		return errors.New("nft: empty table name")
+	unlock, err := t.lock()
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	c, err := nftables.New()
 	if err != nil {
 		return err
@@ -145,6 +185,11 @@ func (t *Tables) Ensure() error {
 // Delete removes the whole table with all its rules. A missing table is
 // not an error.
 func (t *Tables) Delete() error {
+	unlock, err := t.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	c, err := nftables.New()
 	if err != nil {
 		return err
@@ -217,10 +262,20 @@ type newRule struct {
 // a single netlink batch so that packets see either the old or the new set
 // and never a half-updated one. Rules are found by listing them first; if
 // another process deletes one of them in between, the batch fails with
-// ENOENT and is retried on a fresh listing.
+// ENOENT. Every writer through this package holds the table's lock, so
+// that only happens when someone else (an admin's nft) edits the table; the
+// batch is then retried on a fresh listing after a short random pause.
 func (t *Tables) replace(match func(tag string) bool, add []newRule) error {
-	const attempts = 5
+	unlock, err := t.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	const attempts = 8
 	for i := 0; ; i++ {
+		if i > 0 {
+			time.Sleep(time.Duration(1+rand.IntN(5*i)) * time.Millisecond)
+		}
 		c, err := nftables.New()
 		if err != nil {
 			return err

@@ -40,6 +40,20 @@ func requireIP(t *testing.T) {
 	}
 }
 
+// TestMain keeps the lock files of the tests' throwaway tables out of the
+// machine's /run/lock.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hull-nft-locks")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	lockDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // testTables creates a uniquely named table and deletes it at cleanup.
 func testTables(t *testing.T) *Tables {
 	t.Helper()
@@ -601,5 +615,39 @@ func TestLifecycle(t *testing.T) {
 	// Without a table, port checks fall back to the socket check.
 	if tb.PortInUse(nil, 1, "tcp") {
 		t.Error("port 1 reported in use without table")
+	}
+}
+
+// TestConcurrentReplace has many writers replace the same network's rules
+// at once, as parallel hull processes do on a machine where no lock is
+// shared (two stores, or another tool): each must succeed, and one set of
+// rules must remain.
+func TestConcurrentReplace(t *testing.T) {
+	requireRoot(t)
+	tb := testTables(t)
+	_, sn, _ := net.ParseCIDR("10.89.250.0/24")
+	n := Network{Name: "race", Bridge: "hullrace0", Subnet: sn}
+	const writers, rounds = 24, 4
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*rounds)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				if err := tb.AddNetwork(n); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	all := func(string) bool { return true }
+	if got, want := tagged(t, tb, all), len(networkRules(n)); got != want {
+		t.Errorf("%d rules after the race, want one set of %d", got, want)
 	}
 }
