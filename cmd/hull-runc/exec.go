@@ -163,7 +163,6 @@ func execProcess(id string, cmdArgs []string, ef *execFlags, ttyChanged bool) er
 	sigs := make(chan os.Signal, 64)
 	if !ef.detach {
 		signal.Notify(sigs, console.ForwardedSignals...)
-		defer signal.Stop(sigs)
 	}
 	pid, err := c.Exec(o)
 	if err != nil {

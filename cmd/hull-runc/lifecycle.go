@@ -109,17 +109,10 @@ func runContainer(id string, cf createFlags, detach bool) error {
 	}
 	// Forward signals from the moment the container exists. Registering
 	// takes a while in Go, so it overlaps with creating the container.
+	// They are never unregistered (see console.ForwardedSignals).
 	sigs := make(chan os.Signal, 64)
 	if !detach {
-		registered := make(chan struct{})
-		go func() {
-			signal.Notify(sigs, console.ForwardedSignals...)
-			close(registered)
-		}()
-		defer func() {
-			<-registered
-			signal.Stop(sigs)
-		}()
+		go signal.Notify(sigs, console.ForwardedSignals...)
 	}
 	c, err := container.Create(global.root, id, o)
 	if err != nil {

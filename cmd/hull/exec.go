@@ -74,7 +74,6 @@ func newExecCmd() *cobra.Command {
 			sigs := make(chan os.Signal, 16)
 			if !detach {
 				signal.Notify(sigs, console.ForwardedSignals...)
-				defer signal.Stop(sigs)
 			}
 			pid, err := ctr.Exec(eo)
 			if err != nil {

@@ -295,7 +295,6 @@ func newRunCmd() *cobra.Command {
 			}
 			sigs := make(chan os.Signal, 16)
 			signal.Notify(sigs, console.ForwardedSignals...)
-			defer signal.Stop(sigs)
 			code, err := e.RunForeground(c, engine.RunOptions{
 				Stdin: cmd.InOrStdin(), Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
 				Interactive: f.interactive, Signals: sigs,

@@ -20,7 +20,11 @@ import (
 
 // ForwardedSignals are passed on to the container by a foreground run or
 // exec. Asking Go for every signal instead costs milliseconds at start-up,
-// and SIGCHLD, SIGURG and SIGPIPE are ours anyway.
+// and SIGCHLD, SIGURG and SIGPIPE are ours anyway. The command lines never
+// unregister them (signal.Stop): they exit once the container has, Stop
+// spins until Go's signal goroutine is idle (about 1 ms from a locked main
+// thread), and a signal during the clean-up after the container is better
+// caught than fatal.
 var ForwardedSignals = []os.Signal{
 	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
 	unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGWINCH,

@@ -9,6 +9,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hullproject/hull/runtime/mountinfo"
 )
@@ -53,7 +55,34 @@ func (l layout) mode() Mode {
 	return Legacy
 }
 
+// layoutCache keeps the layout for a moment: one container start needs it
+// three or four times (cgroup creation, the cgroup mount, deletion), and
+// each read of mountinfo costs the kernel tens of microseconds per mount.
+// A second is shorter than any change of the host's cgroup mounts that a
+// long-lived process should notice.
+var layoutCache struct {
+	sync.Mutex
+	l  layout
+	at time.Time
+}
+
+const layoutTTL = time.Second
+
 func loadLayout() (layout, error) {
+	layoutCache.Lock()
+	defer layoutCache.Unlock()
+	if !layoutCache.at.IsZero() && time.Since(layoutCache.at) < layoutTTL {
+		return layoutCache.l, nil
+	}
+	l, err := readLayout()
+	if err != nil {
+		return layout{}, err
+	}
+	layoutCache.l, layoutCache.at = l, time.Now()
+	return l, nil
+}
+
+func readLayout() (layout, error) {
 	mounts, err := mountinfo.Read(isCgroupMount)
 	if err != nil {
 		return layout{}, err

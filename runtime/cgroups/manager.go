@@ -374,6 +374,12 @@ const destroyRetry = time.Second
 // removeTree removes dir and every sub-cgroup in it, deepest first, since
 // cgroupfs only allows removing empty directories one at a time.
 func removeTree(dir string, deadline time.Time) error {
+	// A container's cgroup rarely has sub-cgroups: try the directory
+	// itself before listing it (a listing of a cgroupfs directory costs
+	// more than the rmdir).
+	if err := syscall.Rmdir(dir); err == nil || errors.Is(err, syscall.ENOENT) {
+		return nil
+	}
 	dirs, err := subdirs(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

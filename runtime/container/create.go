@@ -45,9 +45,13 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	if fi, err := os.Stat(bundle); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("bundle %s is not a directory", bundle)
 	}
+	data, err := spec.ReadFile(bundle)
+	if err != nil {
+		return nil, err
+	}
 	var sp *spawned
-	// cgWork tracks goroutines that touch the cgroup; cleanup waits for
-	// them before it removes anything.
+	// cgWork tracks the goroutine that parses the spec and then makes the
+	// cgroup; cleanup waits for it before it removes anything.
 	var cgWork sync.WaitGroup
 	var cg cgroups.Manager
 	cgCreated := false
@@ -67,29 +71,9 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 			os.RemoveAll(dir)
 		}
 	}()
-
-	s, err := spec.Load(bundle)
-	if err != nil {
-		return nil, err
-	}
-	tracef("create: spec loaded")
-	rootPath := s.Root.Path
-	if !filepath.IsAbs(rootPath) {
-		rootPath = filepath.Join(bundle, rootPath)
-	}
-	if fi, err := os.Stat(rootPath); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("rootfs %s is missing or not a directory", rootPath)
-	}
-	if s.Process != nil && s.Process.Terminal && o.ConsoleSocket == "" && o.ConsoleConn == nil {
-		return nil, errors.New("process.terminal is set but no --console-socket was given")
-	}
-	nsCfg, _, err := namespaceConfig(s)
-	if err != nil {
-		return nil, err
-	}
-	// The cgroup namespace must be rooted at the container's cgroup, which
-	// the process only joins later (see build): it is created then.
-	nsCfg.CloneFlags &^= unix.CLONE_NEWCGROUP
+	// The state directory comes first: making it is what reserves the id,
+	// and nothing may touch a cgroup that a container of the same id is
+	// using.
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create state root %s: %w", root, err)
 	}
@@ -100,11 +84,114 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
 	dir = filepath.Join(root, id)
+
+	// Three things then run at once, since each takes about a millisecond
+	// on its own: the first process is started and creates the namespaces;
+	// another goroutine decodes and validates the whole spec, then makes
+	// the cgroup and sets its limits; this one decodes just the namespaces
+	// (cheaply) to hand them to the first process. The process is placed in
+	// the cgroup once it exists, while the root filesystem is built; the
+	// build waits for that before it creates the cgroup namespace or mounts
+	// cgroupfs, and nothing of the container runs before the plan.
+	specc := make(chan *specs.Spec, 1)
+	pidc := make(chan int, 1)
+	cgc := make(chan error, 1)
+	cgWork.Add(1)
+	go func() {
+		defer cgWork.Done()
+		defer close(specc)
+		s, err := spec.Parse(bundle, data)
+		if err != nil {
+			cgc <- err
+			return
+		}
+		specc <- s
+		path := cgroupsPath(s, id)
+		cgc <- func() error {
+			m, err := cgroups.New(path)
+			if err != nil {
+				return err
+			}
+			cg, cgCreated = m, !m.Exists()
+			if err := cg.Apply(0); err != nil {
+				return fmt.Errorf("create cgroup %s: %w", path, err)
+			}
+			if err := cg.Set(effectiveResources(s)); err != nil {
+				return fmt.Errorf("set cgroup resources: %w", err)
+			}
+			tracef("create: cgroup set")
+			pid, ok := <-pidc
+			if !ok {
+				return nil
+			}
+			if err := cg.Apply(pid); err != nil {
+				return fmt.Errorf("apply cgroup %s: %w", path, err)
+			}
+			tracef("create: cgroup applied")
+			return nil
+		}()
+	}()
+	cgWait := sync.OnceValue(func() error { return <-cgc })
+	// Unblock the goroutine when create fails before the pid is known.
+	pidSent := false
+	defer func() {
+		if !pidSent {
+			close(pidc)
+		}
+	}()
+	// fullSpec waits for the whole spec; on a parse error it returns that
+	// error, which then explains any failure of the steps before it better.
+	fullSpec := sync.OnceValues(func() (*specs.Spec, error) {
+		if s, ok := <-specc; ok {
+			return s, nil
+		}
+		return nil, cgWait()
+	})
+	orSpecError := func(err error) error {
+		if _, perr := fullSpec(); perr != nil {
+			return perr
+		}
+		return err
+	}
+	if sp, err = startChild(spawnOpts{dir: bundle, stdio: o.Stdio, extra: preservedFiles(o.PreserveFDs)}); err != nil {
+		return nil, orSpecError(err)
+	}
+	nss := spec.ParseNamespaces(data)
+	if nss == nil {
+		return nil, orSpecError(errors.New("config.json has no linux section"))
+	}
+	nsCfg, _, err := namespaceConfig(nss.Namespaces, nss.TimeOffsets)
+	if err != nil {
+		return nil, orSpecError(err)
+	}
+	// The cgroup namespace must be rooted at the container's cgroup, which
+	// the process only joins later (see build): it is created then.
+	nsCfg.CloneFlags &^= unix.CLONE_NEWCGROUP
+	if err := sp.enter(nsCfg, nss.UIDMappings, nss.GIDMappings); err != nil {
+		return nil, orSpecError(err)
+	}
+	s, err := fullSpec()
+	if err != nil {
+		return nil, err
+	}
+	tracef("create: spec loaded")
+	pidc <- sp.pid
+	pidSent = true
+	rootPath := s.Root.Path
+	if !filepath.IsAbs(rootPath) {
+		rootPath = filepath.Join(bundle, rootPath)
+	}
+	if fi, err := os.Stat(rootPath); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("rootfs %s is missing or not a directory", rootPath)
+	}
+	if s.Process != nil && s.Process.Terminal && o.ConsoleSocket == "" && o.ConsoleConn == nil {
+		return nil, errors.New("process.terminal is set but no --console-socket was given")
+	}
 	c = &Container{root: root, dir: dir, State: State{
 		ID: id, Bundle: bundle, Rootfs: rootPath, Spec: s,
 		Annotations: s.Annotations, CgroupsPath: cgroupsPath(s, id),
 		Owner: strconv.Itoa(os.Geteuid()),
-	}}
+	}, specJSON: data}
 	unlock, err := c.lock()
 	if err != nil {
 		return nil, err
@@ -123,66 +210,6 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		}
 	}
 	tracef("create: state dir ready")
-	if cg, err = cgroups.New(c.State.CgroupsPath); err != nil {
-		return c, err
-	}
-	cgCreated = !cg.Exists()
-	// The cgroup is made and limited before anything is in it, off the
-	// critical path. Moving a process into v1 cgroups then waits for an
-	// RCU grace period (milliseconds), so that move starts as soon as the
-	// first process exists and runs while the root filesystem is built;
-	// the build waits for it before it creates the cgroup namespace or
-	// mounts cgroupfs, and nothing of the container runs before the plan.
-	resources := effectiveResources(s)
-	// One goroutine does all the cgroup work, in order: make and limit the
-	// cgroup, move the first process in as soon as it exists, then the
-	// container process it forks (the first may exit before it was moved
-	// everywhere: ESRCH is expected then).
-	firstc, finalc := make(chan int, 1), make(chan int, 1)
-	cgc := make(chan error, 1)
-	cgWork.Add(1)
-	go func() {
-		defer cgWork.Done()
-		cgc <- func() error {
-			if err := cg.Apply(0); err != nil {
-				return fmt.Errorf("create cgroup %s: %w", c.State.CgroupsPath, err)
-			}
-			if err := cg.Set(resources); err != nil {
-				return fmt.Errorf("set cgroup resources: %w", err)
-			}
-			tracef("create: cgroup set")
-			first, ok := <-firstc
-			if !ok {
-				return nil
-			}
-			firstErr := cg.Apply(first)
-			final, ok := <-finalc
-			if !ok {
-				return firstErr
-			}
-			if final == first || firstErr != nil && !errors.Is(firstErr, unix.ESRCH) {
-				if firstErr != nil {
-					return fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, firstErr)
-				}
-				return nil
-			}
-			if err := cg.Apply(final); err != nil {
-				return fmt.Errorf("apply cgroup %s: %w", c.State.CgroupsPath, err)
-			}
-			tracef("create: cgroup applied")
-			return nil
-		}()
-	}()
-	// Unblock the goroutine when create fails before it got its pids.
-	firstSent, finalSent := false, false
-	defer func() {
-		if !firstSent {
-			close(firstc)
-		}
-		if !finalSent {
-			close(finalc)
-		}
-	}()
 	console := o.ConsoleConn
 	if o.ConsoleSocket != "" {
 		if console, err = dialConsole(o.ConsoleSocket); err != nil {
@@ -190,23 +217,12 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		}
 		defer console.Close()
 	}
-	// The first process starts while the cgroup is being prepared; the
-	// path to the cgroup work is the longest of create.
-	preserved := preservedFiles(o.PreserveFDs)
-	if sp, err = startChild(spawnOpts{dir: bundle, stdio: o.Stdio, extra: preserved}); err != nil {
-		return c, err
-	}
-	firstc <- sp.first()
-	firstSent = true
-	if err := sp.enter(nsCfg, s.Linux.UIDMappings, s.Linux.GIDMappings); err != nil {
-		return c, err
-	}
-	finalc <- sp.pid
-	finalSent = true
 	c.State.Pid = sp.pid
 	c.State.PidStart, _, _ = processStart(sp.pid)
-	cgWait := sync.OnceValue(func() error { return <-cgc })
 	b, err := c.build(sp, cgWait, console, o.NoPivot)
+	if err == nil {
+		err = cgWait() // build waited for it on every path; this is cheap
+	}
 	if err != nil {
 		return c, err
 	}
@@ -271,10 +287,10 @@ func cgroupsPath(s *specs.Spec, id string) string {
 }
 
 // namespaceConfig turns the spec's namespaces into the nsenter config.
-func namespaceConfig(s *specs.Spec) (nsenter.Config, map[string]bool, error) {
+func namespaceConfig(nss []specs.LinuxNamespace, offsets map[string]specs.LinuxTimeOffset) (nsenter.Config, map[string]bool, error) {
 	var cfg nsenter.Config
 	newNS := map[string]bool{}
-	for _, ns := range s.Linux.Namespaces {
+	for _, ns := range nss {
 		info, ok := nsInfo[ns.Type]
 		if !ok {
 			return cfg, nil, fmt.Errorf("unknown namespace type %q", ns.Type)
@@ -290,7 +306,7 @@ func namespaceConfig(s *specs.Spec) (nsenter.Config, map[string]bool, error) {
 		}
 	}
 	if newNS[string(specs.TimeNamespace)] {
-		for clock, off := range s.Linux.TimeOffsets {
+		for clock, off := range offsets {
 			cfg.TimeOffsets += fmt.Sprintf("%s %d %d\n", clock, off.Secs, off.Nanosecs)
 		}
 	}

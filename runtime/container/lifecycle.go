@@ -296,6 +296,7 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 		return fmt.Errorf("container %s: %w", c.State.ID, ErrNotRunning)
 	}
 	s := c.State.Spec
+	c.specJSON = nil
 	if s.Linux.Resources == nil {
 		s.Linux.Resources = &specs.LinuxResources{}
 	}

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -48,9 +49,10 @@ type spawnOpts struct {
 }
 
 type spawned struct {
-	cmd  *exec.Cmd
-	pid  int      // the container process (after the pid-namespace fork)
-	conn *os.File // sync socket to its stage 2
+	firstPid int      // the process startChild started
+	pid      int      // the container process (after the pid-namespace fork)
+	conn     *os.File // sync socket to its stage 2
+	reaped   bool     // firstPid was waited for
 }
 
 // kill ends whatever spawn started, for error paths.
@@ -60,12 +62,27 @@ func (s *spawned) kill() {
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(s.pid, &ws, 0, nil)
 	}
-	if s.cmd != nil && s.cmd.Process != nil && s.cmd.Process.Pid != s.pid {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
+	if s.firstPid > 0 && s.firstPid != s.pid && !s.reaped {
+		_ = unix.Kill(s.firstPid, unix.SIGKILL)
+		_, _ = s.waitFirst()
 	}
 	if s.conn != nil {
 		s.conn.Close()
+	}
+}
+
+// waitFirst reaps the first process and returns its wait status.
+func (s *spawned) waitFirst() (unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(s.firstPid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil {
+			s.reaped = true
+		}
+		return ws, err
 	}
 }
 
@@ -93,13 +110,18 @@ func spawn(o spawnOpts) (*spawned, error) {
 }
 
 // first is the pid of the process startChild started.
-func (s *spawned) first() int { return s.cmd.Process.Pid }
+func (s *spawned) first() int { return s.firstPid }
 
 // startChild starts our binary with the sync socket; its nsenter
 // constructor then waits for the namespace configuration (enter).
+//
+// It uses syscall.ForkExec rather than os/exec: os/exec's first start in a
+// process also probes pidfd support by cloning a throwaway child, and the
+// two together cost about 0.35 ms against 0.13 ms, on the path of every
+// container start.
 func startChild(o spawnOpts) (*spawned, error) {
 	tracef("spawn: begin")
-	// os/exec moves descriptors up to about twice the number it passes.
+	// ForkExec moves descriptors up to about twice the number it passes.
 	exe, err := sealedSelf(2*(3+len(o.extra)+2) + 1)
 	if err != nil {
 		return nil, err
@@ -113,38 +135,40 @@ func startChild(o spawnOpts) (*spawned, error) {
 	child := os.NewFile(uintptr(fds[1]), "sync-child")
 	defer child.Close()
 
-	extra := append([]*os.File(nil), o.extra...)
-	extra = append(extra, child)
-	syncFd := 2 + len(extra)
-	// A nil *os.File in an io.Reader would give the child a closed fd 0.
-	asReader := func(f *os.File) io.Reader {
+	var null *os.File
+	files := make([]uintptr, 0, 3+len(o.extra)+1)
+	for _, f := range []*os.File{o.stdio.In, o.stdio.Out, o.stdio.Err} {
 		if f == nil {
-			return nil
+			if null == nil {
+				if null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+					parent.Close()
+					return nil, err
+				}
+				defer null.Close()
+			}
+			f = null
 		}
-		return f
+		files = append(files, f.Fd())
 	}
-	asWriter := func(f *os.File) io.Writer {
-		if f == nil {
-			return nil
-		}
-		return f
+	for _, f := range o.extra {
+		files = append(files, f.Fd())
 	}
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
-		Args:       []string{"hull-runc", "init"},
-		Env:        initEnv(syncFd),
-		Dir:        o.dir,
-		Stdin:      asReader(o.stdio.In),
-		Stdout:     asWriter(o.stdio.Out),
-		Stderr:     asWriter(o.stdio.Err),
-		ExtraFiles: extra,
-	}
-	if err := cmd.Start(); err != nil {
+	files = append(files, child.Fd())
+	syncFd := len(files) - 1
+	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(int(exe.Fd())), []string{"hull-runc", "init"}, &syscall.ProcAttr{
+		Dir:   o.dir,
+		Env:   initEnv(syncFd),
+		Files: files,
+	})
+	// The descriptors must stay open until the child has them.
+	runtime.KeepAlive(o.stdio)
+	runtime.KeepAlive(o.extra)
+	if err != nil {
 		parent.Close()
 		return nil, fmt.Errorf("start init process: %w", err)
 	}
 	tracef("spawn: started")
-	return &spawned{cmd: cmd, conn: parent}, nil
+	return &spawned{firstPid: pid, conn: parent}, nil
 }
 
 // enter sends the namespace configuration and serves the constructor until
@@ -160,7 +184,7 @@ func (s *spawned) enter(ns nsenter.Config, uidMaps, gidMaps []specs.LinuxIDMappi
 	for s.pid == 0 {
 		m, err := nsenter.ReadMsg(s.conn)
 		if err != nil {
-			return fmt.Errorf("namespace setup failed: %w", childExitError(s.cmd, err))
+			return fmt.Errorf("namespace setup failed: %w", childExitError(err))
 		}
 		switch m.Type {
 		case nsenter.MsgUserMap:
@@ -178,17 +202,21 @@ func (s *spawned) enter(ns nsenter.Config, uidMaps, gidMaps []specs.LinuxIDMappi
 			return fmt.Errorf("unexpected message %d from nsenter", m.Type)
 		}
 	}
-	if s.pid != s.cmd.Process.Pid {
+	if s.pid != s.firstPid {
 		// The intermediate process exits right after forking.
-		if err := s.cmd.Wait(); err != nil {
-			return fmt.Errorf("namespace setup: intermediate process: %w", err)
+		ws, err := s.waitFirst()
+		if err != nil {
+			return fmt.Errorf("namespace setup: wait for the intermediate process: %w", err)
+		}
+		if !ws.Exited() || ws.ExitStatus() != 0 {
+			return fmt.Errorf("namespace setup: intermediate process ended with status %#x", uint32(ws))
 		}
 	}
 	return nil
 }
 
 // childExitError improves an EOF from a child that died.
-func childExitError(cmd *exec.Cmd, err error) error {
+func childExitError(err error) error {
 	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return err
 	}
@@ -240,7 +268,7 @@ func (s *spawned) request(typ uint32, payload []byte, fds ...int) error {
 	}
 	m, err := nsenter.ReadMsg(s.conn)
 	if err != nil {
-		return fmt.Errorf("container process: %w", childExitError(s.cmd, err))
+		return fmt.Errorf("container process: %w", childExitError(err))
 	}
 	if m.Type == nsenter.MsgError {
 		return errnoError(m)

@@ -68,6 +68,10 @@ type Container struct {
 	root  string
 	dir   string
 	State State
+	// specJSON, when set, is the JSON State.Spec was parsed from and is
+	// stored in its place (see spec.Read); whoever changes the spec clears
+	// it.
+	specJSON []byte
 }
 
 const (
@@ -133,7 +137,15 @@ func List(root string) ([]*Container, error) {
 // a tmpfs that does not survive the reboot an fsync would protect against,
 // and the flush would cost milliseconds per container on a disk.
 func (c *Container) save() error {
-	data, err := json.Marshal(&c.State)
+	var v any = &c.State
+	if c.specJSON != nil {
+		// The outer field shadows State.Spec: same JSON name, shallower.
+		v = &struct {
+			*State
+			Spec json.RawMessage `json:"config"`
+		}{&c.State, c.specJSON}
+	}
+	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
