@@ -47,7 +47,7 @@ func main() {
 	container.Tracef("main")
 	cmd := newRootCmd()
 	container.Tracef("cobra built")
-	err := cmd.Execute()
+	err := container.OffMainThread(cmd.Execute)
 	if err == nil {
 		return
 	}

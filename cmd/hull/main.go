@@ -20,6 +20,7 @@ import (
 
 	"github.com/hullproject/hull/engine"
 	"github.com/hullproject/hull/image"
+	"github.com/hullproject/hull/runtime/container"
 )
 
 // version is set by the build (-ldflags "-X main.version=...").
@@ -62,7 +63,7 @@ func init() {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	cmd := newRootCmd()
-	err := cmd.ExecuteContext(ctx)
+	err := container.OffMainThread(func() error { return cmd.ExecuteContext(ctx) })
 	stop()
 	if err == nil {
 		return

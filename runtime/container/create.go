@@ -89,10 +89,11 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 	// on its own: the first process is started and creates the namespaces;
 	// another goroutine decodes and validates the whole spec, then makes
 	// the cgroup and sets its limits; this one decodes just the namespaces
-	// (cheaply) to hand them to the first process. The process is placed in
-	// the cgroup once it exists, while the root filesystem is built; the
-	// build waits for that before it creates the cgroup namespace or mounts
-	// cgroupfs, and nothing of the container runs before the plan.
+	// (cheaply, while the process execs) to hand them to the first process.
+	// The process is placed in the cgroup once it exists, while the root
+	// filesystem is built; the build waits for that before it creates the
+	// cgroup namespace or mounts cgroupfs, and nothing of the container
+	// runs before the plan.
 	specc := make(chan *specs.Spec, 1)
 	pidc := make(chan int, 1)
 	cgc := make(chan error, 1)

@@ -61,6 +61,16 @@ func (r *Root) mountCgroup(m *specs.Mount, o MountOpts) error {
 	}
 	flags := o.Flags &^ unix.MS_RDONLY
 	ro := o.Flags&unix.MS_RDONLY != 0
+	// Bind mounts get their flags from one recursive mount_setattr over
+	// the whole tree at the end, instead of a remount each: a dozen
+	// syscalls fewer on every container start. Not in a user namespace,
+	// whose locked flags need remount's care (see remount).
+	attrs, attrsOK := mountAttrs(o.Flags)
+	oneSetattr := attrsOK && !r.cfg.NewCgroupNS && !r.cfg.InUserNS && o.Flags != 0
+	bindFlags, bindRO := flags, ro
+	if oneSetattr {
+		bindFlags, bindRO = 0, false
+	}
 	var unified *hierarchy
 	var v1 []hierarchy
 	for i := range hs {
@@ -74,7 +84,13 @@ func (r *Root) mountCgroup(m *specs.Mount, o MountOpts) error {
 	}
 	if len(v1) == 0 && unified != nil {
 		// Pure cgroup v2: one filesystem at the destination.
-		return r.mountHierarchy(m.Destination, *unified, own, flags, ro)
+		if err := r.mountHierarchy(m.Destination, *unified, own, bindFlags, bindRO); err != nil {
+			return err
+		}
+		if oneSetattr {
+			return r.setattrTree(m.Destination, attrs)
+		}
+		return nil
 	}
 	// v1 or hybrid: a tmpfs with one directory per hierarchy.
 	target, err := MkdirAllInRoot(r.fd, m.Destination, 0o755)
@@ -88,7 +104,7 @@ func (r *Root) mountCgroup(m *specs.Mount, o MountOpts) error {
 	}
 	for _, h := range v1 {
 		dest := filepath.Join(m.Destination, filepath.Base(h.mountPoint))
-		if err := r.mountHierarchy(dest, h, own, flags, ro); err != nil {
+		if err := r.mountHierarchy(dest, h, own, bindFlags, bindRO); err != nil {
 			return err
 		}
 		// Co-mounted controllers ("cpu,cpuacct") get a link per name.
@@ -106,11 +122,15 @@ func (r *Root) mountCgroup(m *specs.Mount, o MountOpts) error {
 	}
 	if unified != nil {
 		dest := filepath.Join(m.Destination, filepath.Base(unified.mountPoint))
-		if err := r.mountHierarchy(dest, *unified, own, flags, ro); err != nil {
+		if err := r.mountHierarchy(dest, *unified, own, bindFlags, bindRO); err != nil {
 			return err
 		}
 	}
-	if ro {
+	if oneSetattr {
+		if err := r.setattrTree(m.Destination, attrs); err != nil {
+			return err
+		}
+	} else if ro {
 		if err := r.remount(m.Destination, flags|unix.MS_RDONLY); err != nil {
 			return err
 		}
@@ -148,6 +168,52 @@ func (r *Root) mountHierarchy(dest string, h hierarchy, own map[string]string, f
 	}
 	if flags != 0 {
 		return r.remount(dest, flags|unix.MS_BIND)
+	}
+	return nil
+}
+
+// mountAttrs translates mount(2) flags into mount_setattr(2) attributes
+// that replace a mount's per-mount flags as MS_REMOUNT|MS_BIND would: the
+// four boolean flags and the atime mode are cleared and set anew. It
+// reports false for flags it cannot express.
+func mountAttrs(flags uintptr) (unix.MountAttr, bool) {
+	const known = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC |
+		unix.MS_NOATIME | unix.MS_RELATIME | unix.MS_STRICTATIME | unix.MS_NODIRATIME
+	if flags&^known != 0 {
+		return unix.MountAttr{}, false
+	}
+	a := unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID |
+		unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC | unix.MOUNT_ATTR_NODIRATIME | unix.MOUNT_ATTR__ATIME}
+	for ms, attr := range map[uintptr]uint64{
+		unix.MS_RDONLY: unix.MOUNT_ATTR_RDONLY, unix.MS_NOSUID: unix.MOUNT_ATTR_NOSUID,
+		unix.MS_NODEV: unix.MOUNT_ATTR_NODEV, unix.MS_NOEXEC: unix.MOUNT_ATTR_NOEXEC,
+		unix.MS_NODIRATIME: unix.MOUNT_ATTR_NODIRATIME,
+	} {
+		if flags&ms != 0 {
+			a.Attr_set |= attr
+		}
+	}
+	// remount without an atime flag means relatime, the kernel's default.
+	switch {
+	case flags&unix.MS_NOATIME != 0:
+		a.Attr_set |= unix.MOUNT_ATTR_NOATIME
+	case flags&unix.MS_STRICTATIME != 0:
+		a.Attr_set |= unix.MOUNT_ATTR_STRICTATIME
+	default:
+		a.Attr_set |= unix.MOUNT_ATTR_RELATIME
+	}
+	return a, true
+}
+
+// setattrTree applies attrs to the mount at dest and every mount below it.
+func (r *Root) setattrTree(dest string, attrs unix.MountAttr) error {
+	fd, err := OpenInRoot(r.fd, dest, unix.O_PATH)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attrs); err != nil {
+		return fmt.Errorf("set mount flags of %s: %w", dest, err)
 	}
 	return nil
 }
