@@ -267,6 +267,9 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		return c, err
 	}
 	tracef("create: ready")
+	if err := sp.reapFirst(); err != nil {
+		return c, err
+	}
 	c.State.Created = time.Now().UTC()
 	if err := c.save(); err != nil {
 		return c, err

@@ -106,6 +106,10 @@ func spawn(o spawnOpts) (*spawned, error) {
 		s.kill()
 		return nil, err
 	}
+	if err := s.reapFirst(); err != nil {
+		s.kill()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -202,15 +206,23 @@ func (s *spawned) enter(ns nsenter.Config, uidMaps, gidMaps []specs.LinuxIDMappi
 			return fmt.Errorf("unexpected message %d from nsenter", m.Type)
 		}
 	}
-	if s.pid != s.firstPid {
-		// The intermediate process exits right after forking.
-		ws, err := s.waitFirst()
-		if err != nil {
-			return fmt.Errorf("namespace setup: wait for the intermediate process: %w", err)
-		}
-		if !ws.Exited() || ws.ExitStatus() != 0 {
-			return fmt.Errorf("namespace setup: intermediate process ended with status %#x", uint32(ws))
-		}
+	return nil
+}
+
+// reapFirst waits for the intermediate process that forked the container
+// process into its pid namespace, which exits right after. enter leaves
+// this for later: waiting at once costs the critical path the kernel's
+// teardown of that process.
+func (s *spawned) reapFirst() error {
+	if s.pid == s.firstPid || s.reaped {
+		return nil
+	}
+	ws, err := s.waitFirst()
+	if err != nil {
+		return fmt.Errorf("namespace setup: wait for the intermediate process: %w", err)
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		return fmt.Errorf("namespace setup: intermediate process ended with status %#x", uint32(ws))
 	}
 	return nil
 }

@@ -55,9 +55,13 @@ func (r *Root) mountCgroup(m *specs.Mount, o MountOpts) error {
 	if err != nil {
 		return fmt.Errorf("read cgroup hierarchies: %w", err)
 	}
-	own, err := cgroups.ProcessPaths(r.cfg.Pid)
-	if err != nil {
-		return fmt.Errorf("read own cgroups: %w", err)
+	// Bind mounts show the process's own cgroups; a new cgroup namespace
+	// makes fresh mounts rooted there without being told.
+	var own map[string]string
+	if !r.cfg.NewCgroupNS {
+		if own, err = cgroups.ProcessPaths(r.cfg.Pid); err != nil {
+			return fmt.Errorf("read own cgroups: %w", err)
+		}
 	}
 	flags := o.Flags &^ unix.MS_RDONLY
 	ro := o.Flags&unix.MS_RDONLY != 0

@@ -16,8 +16,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
-	"github.com/hullproject/hull/runtime/mountinfo"
 )
 
 // Config is what Prepare and Finish need.
@@ -63,12 +61,10 @@ func Prepare(cfg *Config) (*Root, error) {
 			return nil, fmt.Errorf("unknown rootfsPropagation %q", p)
 		}
 	}
+	// This also satisfies pivot_root, which refuses a new root whose parent
+	// mount is shared: after a recursive MS_SLAVE no mount here is.
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return nil, fmt.Errorf("set propagation of /: %w", err)
-	}
-	// pivot_root refuses a new root whose parent mount is shared.
-	if err := makeParentPrivate(cfg.Rootfs); err != nil {
-		return nil, err
 	}
 	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return nil, fmt.Errorf("bind mount rootfs %s: %w", cfg.Rootfs, err)
@@ -100,41 +96,6 @@ func Prepare(cfg *Config) (*Root, error) {
 		}
 	}
 	return r, nil
-}
-
-// makeParentPrivate makes the mount holding path private if it is shared.
-func makeParentPrivate(path string) error {
-	mp, optional, err := mountPointOf(path)
-	if err != nil {
-		return err
-	}
-	if !strings.Contains(optional, "shared:") {
-		return nil
-	}
-	if err := unix.Mount("", mp, "", unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make %s private: %w", mp, err)
-	}
-	return nil
-}
-
-// mountPointOf finds the longest mount point containing path and its
-// optional (propagation) fields, in the calling thread's mount namespace.
-func mountPointOf(path string) (string, string, error) {
-	ms, err := mountinfo.Read(nil)
-	if err != nil {
-		return "", "", err
-	}
-	best, bestOpt := "", ""
-	for _, m := range ms {
-		mp := m.Mountpoint
-		if (path == mp || strings.HasPrefix(path, strings.TrimSuffix(mp, "/")+"/")) && len(mp) >= len(best) {
-			best, bestOpt = mp, strings.Join(m.Optional, " ")
-		}
-	}
-	if best == "" {
-		return "", "", fmt.Errorf("no mount point found for %s", path)
-	}
-	return best, bestOpt, nil
 }
 
 func (r *Root) mount(m *specs.Mount) error {
