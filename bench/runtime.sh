@@ -9,11 +9,14 @@
 #   RUNC, CRUN peer binaries (default: runc, crun from PATH)
 #   RUNS       timed runs per benchmark (default 100)
 #   WARMUP     warm-up runs per benchmark (default 10)
-#   MODE       wrap (default): every runtime runs through the same
-#              `unshare -m sh -c '...'` wrapper crun needs on a hybrid-cgroup
-#              host; subtract: runc and hull-runc run directly, crun through
-#              the wrapper, and the wrapper's own median is subtracted from
-#              crun's
+#   MODE       auto (default): direct when crun runs the bundle as it is,
+#              else wrap. direct: every runtime runs as it is, on the host's
+#              own cgroup layout. wrap: every runtime runs through the same
+#              `unshare -m sh -c '...'` wrapper that some crun builds need on
+#              a hybrid-cgroup host (it hides the cgroup2 mount, so all run
+#              on cgroup v1 only); subtract: runc and hull-runc run directly,
+#              crun through the wrapper, and the wrapper's own median is
+#              subtracted from crun's
 #   JSON       hyperfine --export-json file (default bench/out/runtime.json)
 #   KEEP=1     keep the work directory (bundle, runtime roots) for inspection
 set -euo pipefail
@@ -21,7 +24,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=${RUNS:-100}
 WARMUP=${WARMUP:-10}
-MODE=${MODE:-wrap}
+MODE=${MODE:-auto}
 JSON=${JSON:-$REPO/bench/out/runtime.json}
 HULL_RUNC=${HULL_RUNC:-$REPO/bin/hull-runc}
 
@@ -29,7 +32,7 @@ die() { echo "runtime.sh: $*" >&2; exit 1; }
 say() { echo "== $*" >&2; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (it creates real containers)"
-case $MODE in wrap|subtract) ;; *) die "MODE must be wrap or subtract, not '$MODE'" ;; esac
+case $MODE in auto|direct|wrap|subtract) ;; *) die "MODE must be auto, direct, wrap or subtract, not '$MODE'" ;; esac
 [[ $RUNS =~ ^[0-9]+$ && $RUNS -ge 2 ]] || die "RUNS must be a number >= 2"
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a number"
 
@@ -73,7 +76,7 @@ else
 	unmount_v2=''
 fi
 wrapped() { # runtime -> 0 if it goes through the unshare wrapper
-	[ "$MODE" = wrap ] || [ "$1" = crun ]
+	[ "$MODE" = wrap ] || { [ "$MODE" = subtract ] && [ "$1" = crun ]; }
 }
 
 # --- work directory, bundle, cleanup ---------------------------------------
@@ -136,6 +139,15 @@ say "building the bundle (busybox, args: true)"
 "$WORK/mkbundle" "$BUNDLE" true
 
 # --- smoke test: each runtime runs the bundle once -------------------------
+if [ "$MODE" = auto ]; then
+	mkdir -p "$STATE/root-crun"
+	if "$CRUN" --root "$STATE/root-crun" run --bundle "$BUNDLE" "$TAG-crun-probe" >/dev/null 2>&1; then
+		MODE=direct
+	else
+		MODE=wrap
+	fi
+	say "mode auto: crun $([ $MODE = direct ] && echo runs || echo refuses) this host's cgroup layout as it is: mode $MODE"
+fi
 for rt in "${names[@]}"; do
 	mkdir -p "$STATE/root-$rt"
 	cmd=$(in_ns "$rt" "$(rt_cmd "$rt") run --bundle $BUNDLE $TAG-$rt-smoke")
@@ -163,7 +175,9 @@ args+=(-n "$baseline" "$baseline")
 
 mkdir -p "$(dirname "$JSON")"
 say "$hull_note"
-if [ "$MODE" = wrap ]; then
+if [ "$MODE" = direct ]; then
+	say "mode direct: every runtime is measured as it is; the wrapper row is for reference only"
+elif [ "$MODE" = wrap ]; then
 	say "mode wrap: every runtime is measured inside: unshare -m sh -c '${unmount_v2}RUNTIME ...'"
 else
 	say "mode subtract: runc/hull-runc measured directly; crun inside unshare -m sh -c '${unmount_v2}crun ...', minus the wrapper's median"
@@ -178,7 +192,10 @@ HF_PID=
 echo
 echo "run       = '<runtime> run' of 'true' (create+start+wait+delete in one call)"
 echo "lifecycle = '<runtime> create' && '<runtime> start' && '<runtime> delete --force', one container id per iteration"
-if [ "$MODE" = wrap ]; then
+if [ "$MODE" = direct ]; then
+	echo "every runtime ran directly (no wrapper)"
+	"$WORK/benchreport" -baseline "$baseline" -ratio raw "$JSON"
+elif [ "$MODE" = wrap ]; then
 	echo "every runtime ran inside the wrapper; the wrapper row is its cost alone, net = median - wrapper median"
 	"$WORK/benchreport" -baseline "$baseline" -wrapped "$(IFS=,; echo "${names[*]}")" -ratio raw "$JSON"
 else

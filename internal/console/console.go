@@ -35,31 +35,35 @@ var ForwardedSignals = []os.Signal{
 // and, with a terminal, size changes; it returns the exit status as a shell
 // reports it.
 func WaitForwarding(pid int, sigs <-chan os.Signal, tty *Proxy) int {
-	done := make(chan int, 1)
+	// Signals are passed on from another goroutine, so that the exit
+	// reaches this one straight from wait4, without a hand-off between
+	// threads on the way out of every foreground container.
+	stop := make(chan struct{})
 	go func() {
-		code, err := container.Wait(pid)
-		if err != nil {
-			code = 255
-		}
-		done <- code
-	}()
-	for {
-		select {
-		case s := <-sigs:
-			if s == unix.SIGWINCH {
-				if tty != nil {
-					tty.Resize()
+		for {
+			select {
+			case s := <-sigs:
+				if s == unix.SIGWINCH {
+					if tty != nil {
+						tty.Resize()
+					}
+					continue
 				}
-				continue
+				_ = unix.Kill(pid, s.(unix.Signal))
+			case <-stop:
+				return
 			}
-			_ = unix.Kill(pid, s.(unix.Signal))
-		case code := <-done:
-			if tty != nil {
-				tty.Drain()
-			}
-			return code
 		}
+	}()
+	code, err := container.Wait(pid)
+	close(stop)
+	if err != nil {
+		code = 255
 	}
+	if tty != nil {
+		tty.Drain()
+	}
+	return code
 }
 
 // Proxy is the console of a foreground `run` or `exec` with a terminal:

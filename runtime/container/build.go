@@ -26,7 +26,7 @@ type built struct {
 // hostname and sysctls. cgWait waits for sp's placement in its cgroups,
 // which runs concurrently.
 func (c *Container) build(sp *spawned, cgWait func() error, console *os.File, noPivot bool) (b built, err error) {
-	s := c.State.Spec
+	s := c.spec
 	b.console = -1
 	newNS := map[specs.LinuxNamespaceType]bool{}
 	var join []string
@@ -158,28 +158,28 @@ func (c *Container) build(sp *spawned, cgWait func() error, console *os.File, no
 // setNamesAndSysctls sets the hostname, domainname and sysctls of the
 // container's namespaces, from the build thread.
 func (c *Container) setNamesAndSysctls() error {
-	if err := setHostname(c.State.Spec); err != nil {
+	if err := setHostname(c.spec); err != nil {
 		return err
 	}
-	return applySysctls(c.State.Spec)
+	return applySysctls(c.spec)
 }
 
 // resolveProgram finds the container's program from the build thread,
 // whose root is the container's by then, so that create (not start) fails
 // when it does not exist.
 func (c *Container) resolveProgram(b *built) error {
-	if c.State.Spec.Process == nil {
+	if c.spec.Process == nil {
 		return nil
 	}
 	var err error
-	b.exe, err = lookPath(c.State.Spec.Process)
+	b.exe, err = lookPath(c.spec.Process)
 	return err
 }
 
 // runtimeHooks runs prestart and createRuntime hooks in the runtime's
 // namespaces: on another goroutine, hence another thread than the caller's.
 func (c *Container) runtimeHooks() error {
-	h := c.State.Spec.Hooks
+	h := c.spec.Hooks
 	if h == nil || (len(h.Prestart) == 0 && len(h.CreateRuntime) == 0) { //nolint:staticcheck // prestart is still in the spec
 		return nil
 	}

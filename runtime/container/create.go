@@ -189,10 +189,10 @@ func Create(root, id string, o CreateOpts) (c *Container, err error) {
 		return nil, errors.New("process.terminal is set but no --console-socket was given")
 	}
 	c = &Container{root: root, dir: dir, State: State{
-		ID: id, Bundle: bundle, Rootfs: rootPath, Spec: s,
+		ID: id, Bundle: bundle, Rootfs: rootPath, Config: data,
 		Annotations: s.Annotations, CgroupsPath: cgroupsPath(s, id),
 		Owner: strconv.Itoa(os.Geteuid()),
-	}, specJSON: data}
+	}, spec: s}
 	unlock, err := c.lock()
 	if err != nil {
 		return nil, err

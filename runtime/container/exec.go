@@ -37,6 +37,10 @@ func (c *Container) Exec(o ExecOpts) (pid int, err error) {
 	if p == nil || len(p.Args) == 0 {
 		return 0, errors.New("exec: no command given")
 	}
+	// What follows reads c.spec.
+	if _, err := c.loadSpec(); err != nil {
+		return 0, err
+	}
 	if p.Cwd == "" {
 		p.Cwd = "/"
 	}
@@ -49,7 +53,7 @@ func (c *Container) Exec(o ExecOpts) (pid int, err error) {
 	}
 	var ns nsenter.Config
 	// The user namespace is listed first; nsenter also enforces that.
-	for _, n := range c.State.Spec.Linux.Namespaces {
+	for _, n := range c.spec.Linux.Namespaces {
 		info := nsInfo[n.Type]
 		path := "/proc/" + strconv.Itoa(c.State.Pid) + "/ns/" + info.proc
 		j := nsenter.Join{Type: info.flag, Path: path}
@@ -118,7 +122,7 @@ func (c *Container) Exec(o ExecOpts) (pid int, err error) {
 	if err := setProcessLimits(sp.pid, p); err != nil {
 		return 0, err
 	}
-	pl, err := buildPlan(p, c.State.Spec, b.exe)
+	pl, err := buildPlan(p, c.spec, b.exe)
 	if err != nil {
 		return 0, err
 	}

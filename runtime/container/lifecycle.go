@@ -65,7 +65,7 @@ func (c *Container) Start() error {
 		}
 		return fmt.Errorf("start container: %s", msg)
 	}
-	if h := c.State.Spec.Hooks; h != nil {
+	if h := c.specHead().Hooks; h != nil {
 		if err := hooks.RunAll("poststart", h.Poststart, c.hookState(Running)); err != nil {
 			Warn("%v", err)
 		}
@@ -190,7 +190,7 @@ func (c *Container) Delete(force bool) error {
 		return fmt.Errorf("remove cgroup: %w", err)
 	}
 	tracef("delete: cgroup destroyed")
-	if h := c.State.Spec.Hooks; h != nil {
+	if h := c.specHead().Hooks; h != nil {
 		if err := hooks.RunAll("poststop", h.Poststop, c.hookState(Stopped)); err != nil {
 			Warn("%v", err)
 		}
@@ -295,8 +295,10 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 	if c.Status() == Stopped {
 		return fmt.Errorf("container %s: %w", c.State.ID, ErrNotRunning)
 	}
-	s := c.State.Spec
-	c.specJSON = nil
+	s, err := c.loadSpec()
+	if err != nil {
+		return err
+	}
 	if s.Linux.Resources == nil {
 		s.Linux.Resources = &specs.LinuxResources{}
 	}
@@ -307,6 +309,9 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 	}
 	if err := m.Set(effectiveResources(s)); err != nil {
 		return fmt.Errorf("update resources: %w", err)
+	}
+	if err := c.setSpec(s); err != nil {
+		return err
 	}
 	return c.save()
 }
@@ -382,5 +387,3 @@ func setI64(dst **int64, v *int64) {
 	}
 }
 
-// Spec returns the configuration the container was created with.
-func (c *Container) Spec() *specs.Spec { return c.State.Spec }

@@ -106,7 +106,7 @@ func lsmEnabled(name string) bool {
 
 // startHooks adds the startContainer hooks and the state they receive.
 func (c *Container) startHooks(pl *nsenter.Plan) error {
-	h := c.State.Spec.Hooks
+	h := c.spec.Hooks
 	if h == nil || len(h.StartContainer) == 0 {
 		return nil
 	}
