@@ -386,4 +386,3 @@ func setI64(dst **int64, v *int64) {
 		*dst = v
 	}
 }
-
