@@ -29,9 +29,15 @@ func TestMain(m *testing.M) {
 	}
 	hullBin = filepath.Join(dir, "hull")
 	// hull finds hull-runc and hull-monitor beside itself.
+	// Linked as the Makefile links them (static, Go name service), so the
+	// tests run what ships.
+	static := []string{"-tags", "netgo,osusergo", "-ldflags", "-linkmode external -extldflags -static"}
+	goBuild := func(out, pkg string) []string {
+		return append(append([]string{"go", "build"}, static...), "-o", out, pkg)
+	}
 	builds := [][]string{
-		{"go", "build", "-o", hullBin, "."},
-		{"go", "build", "-o", filepath.Join(dir, "hull-runc"), "../hull-runc"},
+		goBuild(hullBin, "."),
+		goBuild(filepath.Join(dir, "hull-runc"), "../hull-runc"),
 		{"gcc", "-static", "-O2", "-o", filepath.Join(dir, "hull-init"), "../hull-init/init.c"},
 		{"env", "CGO_ENABLED=0", "go", "build", "-o", filepath.Join(dir, "udpecho"), "./testdata/udpecho"},
 	}
