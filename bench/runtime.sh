@@ -81,8 +81,8 @@ wrapped() { # runtime -> 0 if it goes through the unshare wrapper
 
 # --- work directory, bundle, cleanup ---------------------------------------
 WORK=$(mktemp -d /tmp/hull-bench.XXXXXX)
-# Runtime state lives where runtimes keep it in production: /run, a tmpfs
-# (state on a disk filesystem would add inode churn that no real set-up has).
+# Runtime state lives where runtimes keep it in production: /run (a tmpfs on
+# most hosts; whatever it is here, every runtime gets the same).
 STATE=$(mktemp -d /run/hull-bench-state.XXXXXX)
 TAG=hb$$ # container ids: $TAG-<runtime>-<pid of the iteration's shell>
 BUNDLE=$WORK/bundle

@@ -205,9 +205,10 @@ func List(root string) ([]*Container, error) {
 }
 
 // save writes the state atomically (temp file + rename), so a reader never
-// sees a half-written file. There is no fsync: the state root lives in /run,
-// a tmpfs that does not survive the reboot an fsync would protect against,
-// and the flush would cost milliseconds per container on a disk.
+// sees a half-written file. There is no fsync: the state describes live
+// processes, which the crash or reboot an fsync would protect against ends
+// anyway (and /run is usually a tmpfs); the flush would cost milliseconds
+// per container on a disk.
 func (c *Container) save() error {
 	data, err := json.Marshal(&c.State)
 	if err != nil {
