@@ -20,6 +20,12 @@ runroot="$(mktemp -d /run/hull-demo.XXXXXX)"
 state="$work/runc-state"
 id="hull-demo-$$"
 registry_pid=""
+# The default bridge, hull's nftables table and IP forwarding belong to the
+# machine and stay while hull is in use, as docker0 does; the demo takes
+# them away again when it was the one that brought them.
+had_bridge="$(ip link show hull0 >/dev/null 2>&1 && echo yes || true)"
+had_table="$(nft list table ip hull >/dev/null 2>&1 && echo yes || true)"
+ip_forward="$(cat /proc/sys/net/ipv4/ip_forward)"
 cleanup() {
 	"$rt" --root "$state" delete --force "$id" >/dev/null 2>&1 || true
 	"$rt" --root "$state" delete --force "$id-image" >/dev/null 2>&1 || true
@@ -33,6 +39,9 @@ cleanup() {
 	rm -rf "$work" "$runroot"
 	# hull-runc's default parent cgroup, if the demo's were the last in it.
 	rmdir /sys/fs/cgroup/*/hull-runc /sys/fs/cgroup/unified/hull-runc 2>/dev/null || true
+	[[ -n "$had_bridge" ]] || ip link del hull0 2>/dev/null || true
+	[[ -n "$had_table" ]] || nft delete table ip hull 2>/dev/null || true
+	echo "$ip_forward" >/proc/sys/net/ipv4/ip_forward 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -126,4 +135,4 @@ sleep 0.2
 step "clean up"
 H image unmount busybox
 echo
-echo "done: every mount, cgroup, process and file of the demo is removed on exit."
+echo "done: every mount, cgroup, process and file of the demo, and the bridge and nftables table it brought up, are removed on exit."
