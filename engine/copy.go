@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"archive/tar"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/hullproject/hull/runtime/rootfs"
 	"github.com/hullproject/hull/storage/archive"
@@ -44,8 +47,9 @@ func (e *Engine) withRoot(ref string, fn func(rootFd int) error) error {
 
 // CopyFrom copies a file or directory of the container to the host, as
 // `docker cp CONTAINER:SRC DEST`: into DEST when it is a directory, else
-// as DEST.
-func (e *Engine) CopyFrom(ref, src, dest string) error {
+// as DEST. As in Docker, the copies belong to the user at the destination
+// (hull's) unless keepOwners (`-a`) keeps the container's uid and gid.
+func (e *Engine) CopyFrom(ref, src, dest string, keepOwners bool) error {
 	return e.withRoot(ref, func(rootFd int) error {
 		fd, err := rootfs.OpenInRoot(rootFd, src, unix.O_PATH)
 		if err != nil {
@@ -68,7 +72,7 @@ func (e *Engine) CopyFrom(ref, src, dest string) error {
 			if err := os.MkdirAll(target, os.FileMode(st.Mode&0o7777)); err != nil {
 				return err
 			}
-			return pipeTree(proc, target)
+			return pipeTree(proc, target, keepOwners)
 		case unix.S_IFREG:
 			in, err := os.Open(proc)
 			if err != nil {
@@ -83,13 +87,25 @@ func (e *Engine) CopyFrom(ref, src, dest string) error {
 				out.Close()
 				return err
 			}
+			if keepOwners {
+				if err := out.Chown(int(st.Uid), int(st.Gid)); err != nil {
+					out.Close()
+					return err
+				}
+			}
 			return out.Close()
 		case unix.S_IFLNK:
 			link, err := readlinkFd(fd)
 			if err != nil {
 				return err
 			}
-			return os.Symlink(link, target)
+			if err := os.Symlink(link, target); err != nil {
+				return err
+			}
+			if keepOwners {
+				return os.Lchown(target, int(st.Uid), int(st.Gid))
+			}
+			return nil
 		}
 		return fmt.Errorf("%s: cannot copy this file type", src)
 	})
@@ -98,8 +114,9 @@ func (e *Engine) CopyFrom(ref, src, dest string) error {
 // CopyTo copies a host file or directory into the container, as
 // `docker cp SRC CONTAINER:DEST`. What is written is resolved inside the
 // container's root: a symlink there pointing at / points at the
-// container's root, not the host's.
-func (e *Engine) CopyTo(ref, src, dest string) error {
+// container's root, not the host's. The copies belong to the container's
+// root unless keepOwners (`-a`) keeps the host's uid and gid.
+func (e *Engine) CopyTo(ref, src, dest string, keepOwners bool) error {
 	fi, err := os.Lstat(src)
 	if err != nil {
 		return fmt.Errorf("could not find the file %s: %w", src, err)
@@ -129,7 +146,7 @@ func (e *Engine) CopyTo(ref, src, dest string) error {
 				return fmt.Errorf("%s is not a directory in the container", name)
 			}
 			defer unix.Close(sub)
-			return pipeTree(src, rootfs.ProcFd(sub))
+			return pipeTree(src, rootfs.ProcFd(sub), keepOwners)
 		case fi.Mode().IsRegular():
 			in, err := os.Open(src)
 			if err != nil {
@@ -147,6 +164,12 @@ func (e *Engine) CopyTo(ref, src, dest string) error {
 				out.Close()
 				return err
 			}
+			if uid, gid, ok := owner(fi); ok && keepOwners {
+				if err := out.Chown(uid, gid); err != nil {
+					out.Close()
+					return err
+				}
+			}
 			return out.Close()
 		case fi.Mode()&os.ModeSymlink != 0:
 			link, err := os.Readlink(src)
@@ -154,18 +177,34 @@ func (e *Engine) CopyTo(ref, src, dest string) error {
 				return err
 			}
 			unix.Unlinkat(dfd, name, 0)
-			return unix.Symlinkat(link, dfd, name)
+			if err := unix.Symlinkat(link, dfd, name); err != nil {
+				return err
+			}
+			if uid, gid, ok := owner(fi); ok && keepOwners {
+				return unix.Fchownat(dfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+			}
+			return nil
 		}
 		return fmt.Errorf("%s: cannot copy this file type", src)
 	})
 }
 
+// owner returns the uid and gid of a file from Lstat.
+func owner(fi os.FileInfo) (int, int, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, false
+	}
+	return int(st.Uid), int(st.Gid), true
+}
+
 // pipeTree copies a directory tree through the layer tar writer and the
-// contained unpacker, which keeps every entry inside dst.
-func pipeTree(src, dst string) error {
+// contained unpacker, which keeps every entry inside dst. Without
+// keepOwners the copies belong to the copying user.
+func pipeTree(src, dst string, keepOwners bool) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(archive.WriteDir(pw, src)) }()
-	_, err := archive.Apply(dst, pr, archive.ApplyOptions{Whiteouts: archive.WhiteoutDelete})
+	_, err := archive.Apply(dst, pr, archive.ApplyOptions{Whiteouts: archive.WhiteoutNone, NoLchown: !keepOwners})
 	pr.CloseWithError(err)
 	return err
 }
@@ -177,4 +216,123 @@ func readlinkFd(fd int) (string, error) {
 		return "", err
 	}
 	return string(buf[:n]), nil
+}
+
+// CopyFromTar writes SRC of the container to w as a tar stream, as
+// `docker cp CONTAINER:SRC -` does: one entry named after SRC's last
+// element, and for a directory everything under it, below that name. The
+// entries carry the container's uid and gid: whoever extracts them decides.
+func (e *Engine) CopyFromTar(ref, src string, w io.Writer) error {
+	return e.withRoot(ref, func(rootFd int) error {
+		fd, err := rootfs.OpenInRoot(rootFd, src, unix.O_PATH)
+		if err != nil {
+			return fmt.Errorf("could not find the file %s in container %s", src, ref)
+		}
+		defer unix.Close(fd)
+		proc := rootfs.ProcFd(fd)
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return err
+		}
+		name := path.Base(path.Clean("/" + src))
+		if name == "/" {
+			name = "."
+		}
+		tw := tar.NewWriter(w)
+		hdr := &tar.Header{
+			Name: name, Mode: int64(st.Mode & 0o7777), Uid: int(st.Uid), Gid: int(st.Gid),
+			ModTime: time.Unix(st.Mtim.Unix()).Truncate(time.Second), Format: tar.FormatPAX,
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			hdr.Typeflag, hdr.Name = tar.TypeDir, name+"/"
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			if err := prefixTree(tw, proc, name); err != nil {
+				return err
+			}
+		case unix.S_IFREG:
+			hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
+			in, err := os.Open(proc)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			if _, err := io.CopyN(tw, in, st.Size); err != nil {
+				return err
+			}
+		case unix.S_IFLNK:
+			link, err := readlinkFd(fd)
+			if err != nil {
+				return err
+			}
+			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, link
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%s: cannot copy this file type", src)
+		}
+		return tw.Close()
+	})
+}
+
+// prefixTree appends the tree at dir to tw with every name (and hardlink
+// target) under prefix, through the layer tar writer.
+func prefixTree(tw *tar.Writer, dir, prefix string) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(archive.WriteDir(pw, dir)) }()
+	tr := tar.NewReader(pr)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			pr.CloseWithError(err)
+			return err
+		}
+		hdr.Name = path.Join(prefix, hdr.Name)
+		if hdr.Typeflag == tar.TypeDir {
+			hdr.Name += "/"
+		}
+		if hdr.Typeflag == tar.TypeLink {
+			hdr.Linkname = path.Join(prefix, hdr.Linkname)
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			pr.CloseWithError(err)
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			pr.CloseWithError(err)
+			return err
+		}
+	}
+}
+
+// CopyToTar unpacks the tar stream r (plain or compressed) into DEST, a
+// directory of the container, as `docker cp - CONTAINER:DEST` does. Every
+// entry is resolved inside the container's root. The files belong to the
+// container's root unless keepOwners (`-a`) keeps the tar's uid and gid.
+func (e *Engine) CopyToTar(ref string, r io.Reader, dest string, keepOwners bool) error {
+	return e.withRoot(ref, func(rootFd int) error {
+		dfd, err := rootfs.OpenInRoot(rootFd, dest, unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return fmt.Errorf("destination directory %s does not exist in the container", dest)
+		}
+		defer unix.Close(dfd)
+		dr, _, err := archive.Decompress(r)
+		if err != nil {
+			return fmt.Errorf("read the tar stream: %w", err)
+		}
+		defer dr.Close()
+		if _, err := archive.Apply(rootfs.ProcFd(dfd), dr, archive.ApplyOptions{Whiteouts: archive.WhiteoutNone, NoLchown: !keepOwners}); err != nil {
+			return fmt.Errorf("copy into %s: %w", dest, err)
+		}
+		return nil
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -87,8 +88,15 @@ func hull(t *testing.T, root string, args ...string) result {
 
 func hullIn(t *testing.T, root string, env []string, args ...string) result {
 	t.Helper()
+	return hullStdin(t, root, env, nil, args...)
+}
+
+// hullStdin is hullIn with stdin.
+func hullStdin(t *testing.T, root string, env []string, stdin io.Reader, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(hullBin, append([]string{"--root", root}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +18,13 @@ import (
 // engineRoot is a store with busybox whose containers are all removed, and
 // whose leftovers are checked, when the test ends.
 func engineRoot(t *testing.T) (root string, h func(args ...string) result) {
+	t.Helper()
+	root, _, h = engineRootRun(t)
+	return root, h
+}
+
+// engineRootRun is engineRoot that also returns the run root.
+func engineRootRun(t *testing.T) (root, run string, h func(args ...string) result) {
 	t.Helper()
 	root = bootstrapRoot(t)
 	// A short run root, as /run/hull is: unix socket paths are limited to
@@ -50,7 +60,7 @@ func engineRoot(t *testing.T) (root string, h func(args ...string) result) {
 			t.Errorf("%d root filesystems left behind", len(ents))
 		}
 	})
-	return root, h
+	return root, run, h
 }
 
 func mustH(t *testing.T, r result, what string) string {
@@ -751,4 +761,122 @@ func TestWaitRmAndPsFilters(t *testing.T) {
 		t.Errorf("exec -e NAME: %q", out)
 	}
 	mustH(t, h("rm", "-f", "envc", "stopped1"), "rm")
+}
+
+// TestCpTarStreams covers `cp CONTAINER:SRC -` and `cp - CONTAINER:DEST`,
+// which speak tar on stdout and stdin as docker cp does, and -a.
+func TestCpTarStreams(t *testing.T) {
+	root, run, h := engineRootRun(t)
+	mustH(t, h("run", "--name", "tar", "busybox", "sh", "-c",
+		"mkdir -p /d/e && echo deep > /d/e/f && ln -s e/f /d/link && chown 1234:55 /d/e/f && mkdir /in && ln -s / /in/escape"), "run")
+
+	// Out: a file alone, named after its last element.
+	out := mustH(t, h("cp", "tar:/d/e/f", "-"), "cp file -")
+	tr := tar.NewReader(strings.NewReader(out))
+	hdr, err := tr.Next()
+	if err != nil || hdr.Name != "f" || hdr.Uid != 1234 || hdr.Gid != 55 {
+		t.Fatalf("cp file -: first entry %+v, %v", hdr, err)
+	}
+	if body, _ := io.ReadAll(tr); string(body) != "deep\n" {
+		t.Errorf("cp file -: content %q", body)
+	}
+	// Out: a directory, with its own name as the prefix.
+	names := map[string]*tar.Header{}
+	tr = tar.NewReader(strings.NewReader(mustH(t, h("cp", "tar:/d", "-"), "cp dir -")))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[hdr.Name] = hdr
+	}
+	for _, want := range []string{"d/", "d/e/", "d/e/f", "d/link"} {
+		if names[want] == nil {
+			t.Errorf("cp dir -: no entry %q in %v", want, names)
+		}
+	}
+	if l := names["d/link"]; l != nil && (l.Typeflag != tar.TypeSymlink || l.Linkname != "e/f") {
+		t.Errorf("cp dir -: d/link = %+v", l)
+	}
+
+	// In: a tar on stdin, unpacked inside the container's root even where
+	// the container has a symlink to / on the way, and owned by root
+	// unless -a.
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range []struct {
+		name, body string
+		uid        int
+	}{{"new.txt", "hello\n", 4321}, {"escape/etc/hull-cp-tar-test", "no\n", 0}} {
+		tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.body)), Uid: e.uid, Typeflag: tar.TypeReg})
+		tw.Write([]byte(e.body))
+	}
+	tw.Close()
+	in := func(dest string, extra ...string) result {
+		args := append(append([]string{"--runroot", run, "cp"}, extra...), "-", dest)
+		return hullStdin(t, root, nil, bytes.NewReader(buf.Bytes()), args...)
+	}
+	mustH(t, in("tar:/in"), "cp - into /in")
+	if _, err := os.Stat("/etc/hull-cp-tar-test"); err == nil {
+		os.Remove("/etc/hull-cp-tar-test")
+		t.Fatal("cp - wrote through a container symlink onto the host")
+	}
+	check := mustH(t, h("cp", "tar:/in/new.txt", "-"), "cp back")
+	tr = tar.NewReader(strings.NewReader(check))
+	if hdr, err := tr.Next(); err != nil || hdr.Uid != 0 {
+		t.Errorf("cp - without -a: owner %+v %v, want root", hdr, err)
+	}
+	mustH(t, in("tar:/in", "-a"), "cp -a - into /in")
+	tr = tar.NewReader(strings.NewReader(mustH(t, h("cp", "tar:/in/new.txt", "-"), "cp back")))
+	if hdr, err := tr.Next(); err != nil || hdr.Uid != 4321 {
+		t.Errorf("cp -a -: owner %+v %v, want 4321", hdr, err)
+	}
+	back := t.TempDir()
+	mustH(t, h("cp", "tar:/in", back), "cp dir back")
+	// The entry under the symlink to / stays inside the destination:
+	// symlinks met while unpacking resolve within it.
+	tr = tar.NewReader(strings.NewReader(mustH(t, h("cp", "tar:/in/etc/hull-cp-tar-test", "-"), "cp back from /in/etc")))
+	if _, err := tr.Next(); err != nil {
+		t.Errorf("/in/etc/hull-cp-tar-test: %v", err)
+	} else if body, _ := io.ReadAll(tr); string(body) != "no\n" {
+		t.Errorf("/in/etc/hull-cp-tar-test: %q", body)
+	}
+	for f, want := range map[string]string{"in/new.txt": "hello\n", "in/escape": ""} {
+		fi, err := os.Lstat(filepath.Join(back, f))
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if want != "" {
+			if raw, _ := os.ReadFile(filepath.Join(back, f)); string(raw) != want {
+				t.Errorf("%s: %q, want %q", f, raw, want)
+			}
+		} else if fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("%s: not the container's symlink", f)
+		}
+	}
+	// Bad input: an entry that climbs out, not a tar, a destination that
+	// is no directory, "-" on the container side.
+	buf.Reset()
+	tw = tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "../up.txt", Mode: 0o644, Size: 3, Typeflag: tar.TypeReg})
+	tw.Write([]byte("up\n"))
+	tw.Close()
+	if r := in("tar:/in"); r.code != 125 || !strings.Contains(r.stderr, "escapes") {
+		t.Errorf("cp - with ../: exit %d, %q", r.code, r.stderr)
+	}
+	buf.Reset()
+	buf.WriteString("this is not a tar archive, not even close to one\n")
+	if r := in("tar:/in"); r.code != 125 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("cp - of garbage: exit %d, %q", r.code, r.stderr)
+	}
+	if r := in("tar:/in/new.txt"); r.code != 125 || !strings.Contains(r.stderr, "does not exist") {
+		t.Errorf("cp - onto a file: exit %d, %q", r.code, r.stderr)
+	}
+	if r := h("cp", "tar:-", "/tmp"); r.code != 125 {
+		t.Errorf("cp tar:- : exit %d", r.code)
+	}
 }

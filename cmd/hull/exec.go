@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -376,22 +377,39 @@ func newCpCmd() *cobra.Command {
 			}
 			srcC, srcP, srcIn := split(args[0])
 			dstC, dstP, dstIn := split(args[1])
-			if srcP == "-" || dstP == "-" {
-				return errors.New("copying tar streams through stdin/stdout is not supported yet")
+			if args[0] == "-" {
+				srcC, srcP, srcIn = "", "-", false
+			}
+			if args[1] == "-" {
+				dstC, dstP, dstIn = "", "-", false
+			}
+			if srcIn && dstIn {
+				return errors.New("copying between containers is not supported")
+			}
+			if !srcIn && !dstIn {
+				return errors.New("must specify at least one container source")
+			}
+			if (srcIn && srcP == "-") || (dstIn && dstP == "-") {
+				return errors.New(`"-" stands for a tar stream on the host side only`)
 			}
 			e, err := openEngine()
 			if err != nil {
 				return err
 			}
 			switch {
-			case srcIn && dstIn:
-				return errors.New("copying between containers is not supported")
+			case srcIn && dstP == "-":
+				// A tar of SRC on stdout, as docker cp CONTAINER:SRC - writes.
+				out := bufio.NewWriterSize(cmd.OutOrStdout(), 1<<16)
+				if err := e.CopyFromTar(srcC, srcP, out); err != nil {
+					return err
+				}
+				return out.Flush()
 			case srcIn:
-				return e.CopyFrom(srcC, srcP, dstP)
-			case dstIn:
-				return e.CopyTo(dstC, srcP, dstP)
+				return e.CopyFrom(srcC, srcP, dstP, archiveMode)
+			case srcP == "-":
+				return e.CopyToTar(dstC, cmd.InOrStdin(), dstP, archiveMode)
 			}
-			return errors.New("must specify at least one container source")
+			return e.CopyTo(dstC, srcP, dstP, archiveMode)
 		},
 	}
 	cmd.Flags().BoolVarP(&archiveMode, "archive", "a", false, "archive mode (copy all uid/gid information)")

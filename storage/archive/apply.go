@@ -31,6 +31,10 @@ const (
 	// in D removes every child of D that came from lower layers (i.e. not
 	// created by this same tar stream).
 	WhiteoutDelete
+	// WhiteoutNone: a plain tar, not a layer (`cp -` into a container):
+	// ".wh." names are ordinary names, and whatever the tar holds is
+	// written over what dir holds.
+	WhiteoutNone
 )
 
 // ApplyOptions tune Apply.
@@ -59,7 +63,7 @@ const typeVolumeLabel = 'V'
 // rejected with an error wrapping ErrEscape; absolute names are taken
 // relative to dir.
 func Apply(dir string, r io.Reader, opts ApplyOptions) (int64, error) {
-	if opts.Whiteouts != WhiteoutOverlay && opts.Whiteouts != WhiteoutDelete {
+	if opts.Whiteouts != WhiteoutOverlay && opts.Whiteouts != WhiteoutDelete && opts.Whiteouts != WhiteoutNone {
 		return 0, fmt.Errorf("unpack layer: unknown whiteout mode %d", opts.Whiteouts)
 	}
 	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -220,7 +224,7 @@ func (a *applier) entry(hdr *tar.Header, content io.Reader) error {
 		return fmt.Errorf("unpack %s: cannot replace the layer root with a non-directory", hdr.Name)
 	}
 	dirpath, base := splitName(name)
-	if strings.HasPrefix(base, whiteoutPrefix) {
+	if strings.HasPrefix(base, whiteoutPrefix) && a.opts.Whiteouts != WhiteoutNone {
 		if err := a.whiteout(dirpath, base); err != nil {
 			return fmt.Errorf("unpack %s: %w", hdr.Name, err)
 		}

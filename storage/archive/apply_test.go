@@ -501,6 +501,27 @@ func TestApplyWhiteoutsDelete(t *testing.T) {
 	}
 }
 
+// TestApplyWhiteoutsNone: a plain tar (cp -) gives ".wh." names no
+// meaning: they are files like any other, and nothing is removed.
+func TestApplyWhiteoutsNone(t *testing.T) {
+	_, root := layerDirs(t)
+	writeFile(t, filepath.Join(root, "a/b"), "old", 0o644)
+	data := mkTar(t,
+		reg("a/.wh.b", "plain"),
+		reg("d/.wh..wh..opq", "also plain"),
+		reg("a/c", "new"),
+	)
+	if err := applyTar(root, data, WhiteoutNone); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"a/b": "old", "a/.wh.b": "plain", "d/.wh..wh..opq": "also plain", "a/c": "new"} {
+		raw, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil || string(raw) != want {
+			t.Errorf("%s: %q %v, want %q", p, raw, err, want)
+		}
+	}
+}
+
 func TestApplyTruncated(t *testing.T) {
 	full := mkTar(t, reg("a", strings.Repeat("x", 2000)), reg("b", "y"))
 	for _, cut := range []int{100, 512 + 700, 512 + 2048 + 100} {
