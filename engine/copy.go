@@ -17,14 +17,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// withRoot runs fn with an O_PATH descriptor of the container's root
-// filesystem, mounting it for the time being when the container is not
-// running. Every path inside is resolved against that descriptor, so a
-// symlink in the container never leads to the host's files.
-func (e *Engine) withRoot(ref string, fn func(rootFd int) error) error {
+// withRoot runs fn with an O_PATH descriptor of the tree that holds the
+// container path p and p's path inside that tree: the container's root
+// filesystem (mounted for the time being when the container is not
+// running), or the host directory of the volume or bind mount p lies in, as
+// docker cp sees them. Every path is then resolved against that
+// descriptor, so a symlink in the container never leads to the host's
+// files. forWrite refuses read-only mounts.
+func (e *Engine) withRoot(ref, p string, forWrite bool, fn func(rootFd int, rel string) error) error {
 	c, err := e.Resolve(ref)
 	if err != nil {
 		return err
+	}
+	if m, rel, ok := e.mountFor(c, p); ok {
+		if forWrite && m.ReadOnly {
+			return fmt.Errorf("cannot copy to %s: the %s mounted at %s is read-only", p, m.Type, m.Destination)
+		}
+		return withHostDir(m, rel, fn)
 	}
 	st := e.State(c)
 	// Only a container nobody runs or is about to run gets its root
@@ -42,7 +51,56 @@ func (e *Engine) withRoot(ref string, fn func(rootFd int) error) error {
 		return err
 	}
 	defer unix.Close(rootFd)
-	return fn(rootFd)
+	return fn(rootFd, p)
+}
+
+// mountFor finds the volume or bind mount of c that holds the container
+// path p (the deepest one), and p's path inside it. tmpfs mounts live only
+// in the container's mount namespace and are not looked into.
+func (e *Engine) mountFor(c *Container, p string) (Mount, string, bool) {
+	clean := path.Clean("/" + p)
+	var best Mount
+	found := false
+	for _, m := range c.Host.Mounts {
+		if m.Type != "bind" && m.Type != "volume" {
+			continue
+		}
+		d := path.Clean(m.Destination)
+		if (clean == d || strings.HasPrefix(clean, strings.TrimSuffix(d, "/")+"/")) && (!found || len(d) > len(best.Destination)) {
+			best, found = m, true
+			best.Destination = d
+		}
+	}
+	if !found {
+		return Mount{}, "", false
+	}
+	if best.Type == "volume" {
+		best.Source = e.volumePath(best.Name)
+	}
+	rel := "/" + strings.TrimPrefix(strings.TrimPrefix(clean, best.Destination), "/")
+	return best, rel, true
+}
+
+// withHostDir runs fn on the host side of a mount: its directory, or for a
+// mounted file the directory that holds it.
+func withHostDir(m Mount, rel string, fn func(rootFd int, rel string) error) error {
+	src := m.Source
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("the source of the %s mounted at %s: %w", m.Type, m.Destination, err)
+	}
+	if !fi.IsDir() {
+		if rel != "/" {
+			return fmt.Errorf("%s is a file mounted at %s", m.Source, m.Destination)
+		}
+		src, rel = filepath.Dir(src), "/"+filepath.Base(src)
+	}
+	fd, err := unix.Open(src, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return fn(fd, rel)
 }
 
 // CopyFrom copies a file or directory of the container to the host, as
@@ -50,8 +108,8 @@ func (e *Engine) withRoot(ref string, fn func(rootFd int) error) error {
 // as DEST. As in Docker, the copies belong to the user at the destination
 // (hull's) unless keepOwners (`-a`) keeps the container's uid and gid.
 func (e *Engine) CopyFrom(ref, src, dest string, keepOwners bool) error {
-	return e.withRoot(ref, func(rootFd int) error {
-		fd, err := rootfs.OpenInRoot(rootFd, src, unix.O_PATH)
+	return e.withRoot(ref, src, false, func(rootFd int, rel string) error {
+		fd, err := rootfs.OpenInRoot(rootFd, rel, unix.O_PATH)
 		if err != nil {
 			return fmt.Errorf("could not find the file %s in container %s", src, ref)
 		}
@@ -121,18 +179,18 @@ func (e *Engine) CopyTo(ref, src, dest string, keepOwners bool) error {
 	if err != nil {
 		return fmt.Errorf("could not find the file %s: %w", src, err)
 	}
-	return e.withRoot(ref, func(rootFd int) error {
-		dir, name := dest, path.Base(filepath.Clean(src))
-		dfd, err := rootfs.OpenInRoot(rootFd, dest, unix.O_PATH|unix.O_DIRECTORY)
+	return e.withRoot(ref, dest, true, func(rootFd int, rel string) error {
+		name := path.Base(filepath.Clean(src))
+		dfd, err := rootfs.OpenInRoot(rootFd, rel, unix.O_PATH|unix.O_DIRECTORY)
 		if err != nil {
 			// DEST does not exist (or is a file): it is the new name, in
 			// its parent directory.
 			if strings.HasSuffix(dest, "/") {
 				return fmt.Errorf("destination directory %s does not exist in the container", dest)
 			}
-			dir, name = path.Dir(path.Clean("/"+dest)), path.Base(path.Clean("/"+dest))
-			if dfd, err = rootfs.OpenInRoot(rootFd, dir, unix.O_PATH|unix.O_DIRECTORY); err != nil {
-				return fmt.Errorf("destination directory %s does not exist in the container", dir)
+			name = path.Base(path.Clean("/" + rel))
+			if dfd, err = rootfs.OpenInRoot(rootFd, path.Dir(path.Clean("/"+rel)), unix.O_PATH|unix.O_DIRECTORY); err != nil {
+				return fmt.Errorf("destination directory %s does not exist in the container", path.Dir(path.Clean("/"+dest)))
 			}
 		}
 		defer unix.Close(dfd)
@@ -223,8 +281,8 @@ func readlinkFd(fd int) (string, error) {
 // element, and for a directory everything under it, below that name. The
 // entries carry the container's uid and gid: whoever extracts them decides.
 func (e *Engine) CopyFromTar(ref, src string, w io.Writer) error {
-	return e.withRoot(ref, func(rootFd int) error {
-		fd, err := rootfs.OpenInRoot(rootFd, src, unix.O_PATH)
+	return e.withRoot(ref, src, false, func(rootFd int, rel string) error {
+		fd, err := rootfs.OpenInRoot(rootFd, rel, unix.O_PATH)
 		if err != nil {
 			return fmt.Errorf("could not find the file %s in container %s", src, ref)
 		}
@@ -319,8 +377,8 @@ func prefixTree(tw *tar.Writer, dir, prefix string) error {
 // entry is resolved inside the container's root. The files belong to the
 // container's root unless keepOwners (`-a`) keeps the tar's uid and gid.
 func (e *Engine) CopyToTar(ref string, r io.Reader, dest string, keepOwners bool) error {
-	return e.withRoot(ref, func(rootFd int) error {
-		dfd, err := rootfs.OpenInRoot(rootFd, dest, unix.O_PATH|unix.O_DIRECTORY)
+	return e.withRoot(ref, dest, true, func(rootFd int, rel string) error {
+		dfd, err := rootfs.OpenInRoot(rootFd, rel, unix.O_PATH|unix.O_DIRECTORY)
 		if err != nil {
 			return fmt.Errorf("destination directory %s does not exist in the container", dest)
 		}

@@ -880,3 +880,59 @@ func TestCpTarStreams(t *testing.T) {
 		t.Errorf("cp tar:- : exit %d", r.code)
 	}
 }
+
+// TestCpVolumes: cp reads and writes the volumes and bind mounts of a
+// container, running or not, as docker cp does, and refuses to write into
+// a read-only one.
+func TestCpVolumes(t *testing.T) {
+	_, h := engineRoot(t)
+	host := t.TempDir()
+	bind := filepath.Join(host, "bind")
+	ro := filepath.Join(host, "ro")
+	for _, d := range []string{bind, ro} {
+		os.MkdirAll(d, 0o755)
+	}
+	os.WriteFile(filepath.Join(bind, "b.txt"), []byte("bound\n"), 0o644)
+	os.WriteFile(filepath.Join(ro, "r.txt"), []byte("read only\n"), 0o644)
+	mustH(t, h("run", "-d", "--name", "vol", "-v", "cpvol:/vol", "-v", bind+":/bind", "-v", ro+":/ro:ro",
+		"busybox", "sh", "-c", "echo in-volume > /vol/v.txt; sleep 300"), "run -d")
+	waitFor(t, "the volume file", func() bool { return h("cp", "vol:/vol/v.txt", filepath.Join(host, "v.txt")).code == 0 })
+	if raw, _ := os.ReadFile(filepath.Join(host, "v.txt")); string(raw) != "in-volume\n" {
+		t.Errorf("cp from a volume of a running container: %q", raw)
+	}
+	mustH(t, h("cp", "vol:/bind/b.txt", filepath.Join(host, "b.txt")), "cp from a bind mount")
+	if raw, _ := os.ReadFile(filepath.Join(host, "b.txt")); string(raw) != "bound\n" {
+		t.Errorf("cp from a bind mount: %q", raw)
+	}
+	os.WriteFile(filepath.Join(host, "up.txt"), []byte("up\n"), 0o644)
+	mustH(t, h("cp", filepath.Join(host, "up.txt"), "vol:/vol/"), "cp into a volume")
+	if out := mustH(t, h("exec", "vol", "cat", "/vol/up.txt"), "exec cat"); out != "up\n" {
+		t.Errorf("the container does not see what cp put in its volume: %q", out)
+	}
+	mustH(t, h("cp", filepath.Join(host, "up.txt"), "vol:/bind/up.txt"), "cp into a bind mount")
+	if raw, _ := os.ReadFile(filepath.Join(bind, "up.txt")); string(raw) != "up\n" {
+		t.Errorf("cp into a bind mount: %q", raw)
+	}
+	if r := h("cp", filepath.Join(host, "up.txt"), "vol:/ro/"); r.code != 125 || !strings.Contains(r.stderr, "read-only") {
+		t.Errorf("cp into a read-only bind: exit %d, %q", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(ro, "up.txt")); err == nil {
+		t.Error("cp wrote into a read-only bind mount")
+	}
+	// Stopped: the volume is still there to read.
+	mustH(t, h("stop", "-t", "1", "vol"), "stop")
+	out := mustH(t, h("cp", "vol:/vol", "-"), "cp a volume as a tar")
+	tr := tar.NewReader(strings.NewReader(out))
+	seen := map[string]bool{}
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			break
+		}
+		seen[hdr.Name] = true
+	}
+	if !seen["vol/v.txt"] || !seen["vol/up.txt"] {
+		t.Errorf("cp vol:/vol -: entries %v", seen)
+	}
+	mustH(t, h("rm", "-v", "vol"), "rm")
+}
