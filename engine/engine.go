@@ -150,9 +150,12 @@ type Container struct {
 	// Net is the container's networking while it runs.
 	Net NetworkSettings `json:"networkSettings"`
 	// ExtraNetworks are networks joined with `network connect` besides
-	// the one of its network mode; Aliases its --network-alias names.
-	ExtraNetworks []string `json:"extraNetworks,omitempty"`
-	Aliases       []string `json:"aliases,omitempty"`
+	// the one of its network mode; Aliases its --network-alias names, on
+	// that network; NetworkAliases the --alias names given to `network
+	// connect`, by network, kept for the next start as Docker keeps them.
+	ExtraNetworks  []string            `json:"extraNetworks,omitempty"`
+	Aliases        []string            `json:"aliases,omitempty"`
+	NetworkAliases map[string][]string `json:"networkAliases,omitempty"`
 	// LastIPs are the addresses it had, to take again when free.
 	LastIPs map[string]string `json:"lastIps,omitempty"`
 }

@@ -89,7 +89,6 @@ func (e *Engine) setupNetwork(c *Container) (string, error) {
 		}
 	}()
 	nets := append([]string{mode}, c.ExtraNetworks...)
-	names := append([]string{c.Name}, c.Aliases...)
 	for i, ref := range nets {
 		n, err := e.Networks().Get(ref)
 		if err != nil {
@@ -99,9 +98,14 @@ func (e *Engine) setupNetwork(c *Container) (string, error) {
 		if ip := c.LastIPs[n.Name]; ip != "" {
 			preferred = net.ParseIP(ip)
 		}
-		dnsNames := names
-		if n.Default() {
-			dnsNames = []string{c.Name}
+		// The default network has no DNS; elsewhere the container answers
+		// to its name and the aliases it was given on that network.
+		dnsNames := []string{c.Name}
+		if !n.Default() {
+			if i == 0 {
+				dnsNames = append(dnsNames, c.Aliases...)
+			}
+			dnsNames = append(dnsNames, c.NetworkAliases[n.Name]...)
 		}
 		container.Tracef("engine: netns created, network %s found", n.Name)
 		ep, err := e.Networks().Connect(n.Name, network.ConnectOptions{
@@ -259,7 +263,7 @@ func (e *Engine) ConnectNetwork(netRef, ref string, aliases []string) error {
 			return err
 		}
 		_, err = e.update(c.ID, func(cur *Container) error {
-			cur.ExtraNetworks = append(cur.ExtraNetworks, n.Name)
+			joinNetwork(cur, n.Name, aliases)
 			if cur.Net.Networks == nil {
 				cur.Net.Networks = map[string]*network.Endpoint{}
 			}
@@ -269,10 +273,21 @@ func (e *Engine) ConnectNetwork(netRef, ref string, aliases []string) error {
 		return err
 	}
 	_, err = e.update(c.ID, func(cur *Container) error {
-		cur.ExtraNetworks = append(cur.ExtraNetworks, n.Name)
+		joinNetwork(cur, n.Name, aliases)
 		return nil
 	})
 	return err
+}
+
+// joinNetwork records a `network connect` in the container's record.
+func joinNetwork(c *Container, name string, aliases []string) {
+	c.ExtraNetworks = append(c.ExtraNetworks, name)
+	if len(aliases) > 0 {
+		if c.NetworkAliases == nil {
+			c.NetworkAliases = map[string][]string{}
+		}
+		c.NetworkAliases[name] = append([]string(nil), aliases...)
+	}
 }
 
 // DisconnectNetwork detaches a container from a network.
@@ -314,6 +329,7 @@ func (e *Engine) DisconnectNetwork(netRef, ref string) error {
 		}
 		cur.ExtraNetworks = keep
 		delete(cur.Net.Networks, n.Name)
+		delete(cur.NetworkAliases, n.Name)
 		return nil
 	})
 	return err

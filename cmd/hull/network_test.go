@@ -224,13 +224,32 @@ func TestUserNetworksDNSAndIsolation(t *testing.T) {
 		t.Error("a container reached a container of another network by address")
 	}
 	// connect puts it on the other network too: now it can.
-	mustH(t, h("network", "connect", "back", "db"), "network connect")
+	mustH(t, h("network", "connect", "--alias", "store", "back", "db"), "network connect")
 	if r := h("network", "connect", "back", "db"); r.code != 125 {
 		t.Errorf("connecting twice: %d", r.code)
 	}
 	if out := mustH(t, h("exec", "db", "timeout", "3", "wget", "-q", "-O", "-", "http://"+otherIP+"/hostname"), "exec"); out == "" {
 		t.Error("after connect: nothing")
 	}
+	// The alias given to connect answers on that network, also after a
+	// restart (Docker keeps it with the endpoint); --network-alias names
+	// stay on the network they were given for.
+	dbHost := strings.TrimSpace(mustH(t, h("exec", "db", "hostname"), "hostname"))
+	for round := 0; round < 2; round++ {
+		out := mustH(t, h("exec", "other", "timeout", "3", "wget", "-q", "-O", "-", "http://store/hostname"), "other → store")
+		if strings.TrimSpace(out) != dbHost {
+			t.Errorf("round %d: other → store: %q, want %q", round, out, dbHost)
+		}
+		if round == 0 {
+			mustH(t, h("restart", "-t", "1", "db"), "restart db")
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	mustH(t, h("network", "connect", "back", "api"), "network connect api")
+	if r := h("exec", "other", "timeout", "2", "wget", "-q", "-O", "-", "http://service/hostname"); r.code == 0 {
+		t.Error("api's --network-alias for front answered on back")
+	}
+	mustH(t, h("network", "disconnect", "back", "api"), "network disconnect api")
 	mustH(t, h("network", "disconnect", "back", "db"), "network disconnect")
 	// An internal network has no way out; a normal one does.
 	ns, _, peer := outsideHost(t)
