@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -754,5 +756,37 @@ func TestImageMount(t *testing.T) {
 				t.Errorf("opening a %s store with the other driver: exit %d", driver, r.code)
 			}
 		})
+	}
+}
+
+// TestImportURL: import reads the tarball from an http(s) URL, as docker
+// import does; a URL that does not answer 200 is a one-line error that
+// adds nothing. The server is on loopback.
+func TestImportURL(t *testing.T) {
+	root := bootstrapRoot(t)
+	dir := t.TempDir()
+	tarball := filepath.Join(dir, "rootfs.tar.gz")
+	if err := exec.Command("tar", "-czf", tarball, "-C", "/usr/share/doc", "tar").Run(); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	t.Cleanup(srv.Close)
+	id := strings.TrimSpace(must(t, root, "import", "--change", "CMD [\"/bin/true\"]", srv.URL+"/rootfs.tar.gz", "fromurl:1"))
+	if !strings.HasPrefix(id, "sha256:") {
+		t.Fatalf("import printed %q", id)
+	}
+	if out := must(t, root, "history", "--no-trunc", "--format", "{{.CreatedBy}}", "fromurl:1"); !strings.Contains(out, srv.URL+"/rootfs.tar.gz") {
+		t.Errorf("history: %q", out)
+	}
+	if out := must(t, root, "image", "inspect", "-f", "{{.Config.Cmd}}", "fromurl:1"); strings.TrimSpace(out) != "[/bin/true]" {
+		t.Errorf("--change with a URL: %q", out)
+	}
+	before := must(t, root, "images", "-a", "-q", "--no-trunc")
+	r := hull(t, root, "import", srv.URL+"/missing.tar", "nothing:1")
+	if r.code != exitEngine || !strings.Contains(r.stderr, "404") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("import of a missing URL: exit %d, %q", r.code, r.stderr)
+	}
+	if after := must(t, root, "images", "-a", "-q", "--no-trunc"); after != before {
+		t.Errorf("a failed import changed the images:\n%s\n%s", before, after)
 	}
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path"
 	"strings"
@@ -265,9 +267,6 @@ func newImportCmd() *cobra.Command {
 		Short: "Import the contents from a tarball to create a filesystem image",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if strings.HasPrefix(args[0], "http://") || strings.HasPrefix(args[0], "https://") {
-				return fmt.Errorf("import from a URL is not supported: download the file and import it")
-			}
 			if platform != "" && platform != "linux/amd64" && platform != "linux" {
 				return fmt.Errorf("--platform %s: only this machine's platform is supported", platform)
 			}
@@ -285,7 +284,19 @@ func newImportCmd() *cobra.Command {
 				}
 			}
 			var in io.Reader = cmd.InOrStdin()
-			if args[0] != "-" {
+			switch {
+			case args[0] == "-":
+				opts.CreatedBy = "hull import -"
+			case strings.HasPrefix(args[0], "http://") || strings.HasPrefix(args[0], "https://"):
+				// As docker import URL: the body is the tarball.
+				body, err := fetchTarball(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				defer body.Close()
+				in = body
+				opts.CreatedBy = "hull import " + args[0]
+			default:
 				f, err := os.Open(args[0])
 				if err != nil {
 					return fmt.Errorf("import: %w", err)
@@ -293,8 +304,6 @@ func newImportCmd() *cobra.Command {
 				defer f.Close()
 				in = f
 				opts.CreatedBy = "hull import " + args[0]
-			} else {
-				opts.CreatedBy = "hull import -"
 			}
 			s, err := openStore()
 			if err != nil {
@@ -633,4 +642,22 @@ func confirm(cmd *cobra.Command, warning string) bool {
 	fmt.Fscanln(cmd.InOrStdin(), &answer)
 	answer = strings.ToLower(strings.TrimSpace(answer))
 	return answer == "y" || answer == "yes"
+}
+
+// fetchTarball starts the download of a tarball to import; a status other
+// than 200 is an error naming the URL.
+func fetchTarball(ctx context.Context, url string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", url, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("import %s: %s", url, resp.Status)
+	}
+	return resp.Body, nil
 }
