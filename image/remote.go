@@ -28,9 +28,24 @@ type RemoteOptions struct {
 	Insecure bool
 	// AuthFile is the credentials file (Docker's config.json format).
 	AuthFile string
+	// Platform picks the manifest of a multi-platform image, as
+	// os/arch[/variant] (pull --platform); empty means this machine's.
+	Platform string
 }
 
-func (o RemoteOptions) remote(ctx context.Context) []remote.Option {
+// platform parses o.Platform.
+func (o RemoteOptions) platform() (v1.Platform, error) {
+	if o.Platform == "" {
+		return v1.Platform{OS: "linux", Architecture: runtime.GOARCH}, nil
+	}
+	p, err := v1.ParsePlatform(o.Platform)
+	if err != nil || p.OS == "" || p.Architecture == "" {
+		return v1.Platform{}, fmt.Errorf("invalid platform %q: want os/arch[/variant], e.g. linux/arm64", o.Platform)
+	}
+	return *p, nil
+}
+
+func (o RemoteOptions) remote(ctx context.Context, platform v1.Platform) []remote.Option {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if o.Insecure {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --tls-verify=false
@@ -39,7 +54,7 @@ func (o RemoteOptions) remote(ctx context.Context) []remote.Option {
 		remote.WithContext(ctx),
 		remote.WithTransport(tr),
 		remote.WithAuthFromKeychain(keychain{path: o.AuthFile}),
-		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}),
+		remote.WithPlatform(platform),
 		// A registry that is down should fail fast, not after a minute.
 		remote.WithRetryBackoff(remote.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Steps: 2}),
 		remote.WithUserAgent("hull"),
@@ -67,7 +82,11 @@ func (s *Store) Pull(ctx context.Context, ref string, opts RemoteOptions, prog *
 	if err != nil {
 		return nil, err
 	}
-	ropts := opts.remote(ctx)
+	plat, err := opts.platform()
+	if err != nil {
+		return nil, err
+	}
+	ropts := opts.remote(ctx, plat)
 	desc, err := remote.Get(rn, ropts...)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", r.Familiar(), err)
@@ -75,6 +94,18 @@ func (s *Store) Pull(ctx context.Context, ref string, opts RemoteOptions, prog *
 	img, err := desc.Image()
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", r.Familiar(), err)
+	}
+	if opts.Platform != "" {
+		// An index yields the platform's image or an error; a single
+		// image must be of that platform, as Docker checks.
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: config: %w", r.Familiar(), err)
+		}
+		got := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+		if !got.Satisfies(plat) {
+			return nil, fmt.Errorf("pull %s: the image is for %s, not %s", r.Familiar(), platformString(got), platformString(plat))
+		}
 	}
 	manifest, err := img.RawManifest()
 	if err != nil {
@@ -221,7 +252,8 @@ func (s *Store) Push(ctx context.Context, ref string, opts RemoteOptions, prog *
 	if err != nil {
 		return "", err
 	}
-	ropts := opts.remote(ctx)
+	// Push sends the image as it is; the platform only steers pulls.
+	ropts := opts.remote(ctx, v1.Platform{OS: "linux", Architecture: runtime.GOARCH})
 	var done chan struct{}
 	if prog != nil {
 		item := prog.Item(shortDigest(img.ID), total)
@@ -273,4 +305,12 @@ func registryName(host string, insecure bool) (name.Registry, error) {
 		opts = append(opts, name.Insecure)
 	}
 	return name.NewRegistry(host, opts...)
+}
+
+func platformString(p v1.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
 }

@@ -5,6 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"io"
 	"net"
 	"net/http"
@@ -788,5 +793,76 @@ func TestImportURL(t *testing.T) {
 	}
 	if after := must(t, root, "images", "-a", "-q", "--no-trunc"); after != before {
 		t.Errorf("a failed import changed the images:\n%s\n%s", before, after)
+	}
+}
+
+// TestPullPlatform: pull --platform picks a platform's manifest from a
+// multi-platform index, refuses a single-platform image of another
+// platform, and gives bad platforms a one-line error that changes nothing.
+func TestPullPlatform(t *testing.T) {
+	reg := registrytest.Start(t)
+	src := bootstrapRoot(t)
+	single := reg.Host + "/hull/busybox:single"
+	must(t, src, "tag", "busybox", single)
+	must(t, src, "push", "--tls-verify=false", single)
+
+	// An index of the image and an "arm64" copy of it (same layers, its
+	// config says arm64/v8), made with go-containerregistry.
+	sref, err := name.ParseReference(single, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	amd, err := remote.Image(sref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := amd.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	armCf := cf.DeepCopy()
+	armCf.Architecture, armCf.Variant = "arm64", "v8"
+	arm, err := mutate.ConfigFile(amd, armCf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}},
+	)
+	multi := reg.Host + "/hull/multi:1"
+	mref, err := name.ParseReference(multi, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(mref, idx); err != nil {
+		t.Fatal(err)
+	}
+
+	arch := func(root, ref string) string {
+		return strings.TrimSpace(must(t, root, "image", "inspect", "-f", "{{.Architecture}}", ref))
+	}
+	dst := newRoot(t)
+	must(t, dst, "pull", "--tls-verify=false", "--platform", "linux/arm64", multi)
+	if a := arch(dst, multi); a != "arm64" {
+		t.Errorf("--platform linux/arm64: architecture %q", a)
+	}
+	must(t, dst, "pull", "--tls-verify=false", multi)
+	if a := arch(dst, multi); a != "amd64" {
+		t.Errorf("default platform: architecture %q", a)
+	}
+	before := storeState(t, dst)
+	for _, args := range [][]string{
+		{"pull", "--tls-verify=false", "--platform", "linux/s390x", multi},
+		{"pull", "--tls-verify=false", "--platform", "nonsense", multi},
+		{"pull", "--tls-verify=false", "--platform", "linux/arm64", single},
+	} {
+		r := hull(t, dst, args...)
+		if r.code != exitEngine || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("hull %s: exit %d, %q", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	if after := storeState(t, dst); after != before {
+		t.Errorf("a refused pull changed the store:\n%s\n---\n%s", before, after)
 	}
 }

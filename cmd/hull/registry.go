@@ -42,9 +42,6 @@ func newPullCmd() *cobra.Command {
 			if allTags {
 				return errors.New("--all-tags is not supported")
 			}
-			if platform != "" && platform != "linux/amd64" && platform != "linux" {
-				return fmt.Errorf("--platform %s: only this machine's platform is supported", platform)
-			}
 			ref, err := image.ParseReference(args[0])
 			if err != nil {
 				return err
@@ -65,7 +62,9 @@ func newPullCmd() *cobra.Command {
 				fmt.Fprintf(out, "%s: Pulling from %s\n", what, strings.TrimPrefix(ref.Repository, ref.Registry+"/"))
 			}
 			prog := progress.New(progressOut(cmd, quiet))
-			res, err := s.Pull(cmd.Context(), args[0], rf.options(), prog)
+			opts := rf.options()
+			opts.Platform = platform
+			res, err := s.Pull(cmd.Context(), args[0], opts, prog)
 			prog.Close()
 			if err != nil {
 				return err
@@ -85,7 +84,7 @@ func newPullCmd() *cobra.Command {
 	rf.add(cmd)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "suppress verbose output")
 	cmd.Flags().BoolVarP(&allTags, "all-tags", "a", false, "download all tagged images in the repository")
-	cmd.Flags().StringVar(&platform, "platform", "", "platform (this machine's only)")
+	cmd.Flags().StringVar(&platform, "platform", os.Getenv("DOCKER_DEFAULT_PLATFORM"), "set platform if server is multi-platform capable (os/arch[/variant])")
 	return cmd
 }
 
