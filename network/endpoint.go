@@ -102,8 +102,21 @@ func (m *Manager) Connect(ref string, o ConnectOptions) (*Endpoint, error) {
 		if _, ok := r.Members[o.ContainerID]; ok {
 			return fmt.Errorf("container %s is already connected to network %s", o.ContainerID[:12], n.Name)
 		}
-		if ip, err = allocate(&r.Network, o.Preferred); err != nil {
-			return err
+		// The address must also be free machine-wide (claim.go).
+		skip := map[string]bool{}
+		preferred := o.Preferred
+		for {
+			if ip, err = allocate(&r.Network, preferred, skip); err != nil {
+				return err
+			}
+			ok, err := claimAddress(r.Bridge, ip, claim{Store: m.runDir, Container: o.ContainerID, NetNS: o.NetNS})
+			if err != nil {
+				return err
+			}
+			if ok {
+				break
+			}
+			skip[ip.String()], preferred = true, nil
 		}
 		r.Leases[ip.String()] = o.ContainerID
 		r.LastIP = ip.String()
@@ -233,6 +246,7 @@ func (m *Manager) release(ref, containerID string) error {
 		if r.Leases[mem.IP] == containerID {
 			delete(r.Leases, mem.IP)
 		}
+		releaseClaim(r.Bridge, net.ParseIP(mem.IP), m.runDir, containerID)
 		return tx.PutRecord(meta.Networks, r.Name, r)
 	})
 	if errors.Is(err, ErrNotFound) {

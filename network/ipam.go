@@ -31,7 +31,8 @@ func hostRange(subnet *net.IPNet) (uint32, uint32) {
 // allocate picks an address for a container: preferred when it is free and
 // in the subnet (a restarted container keeps its address), else the next
 // free one after the last handed out, so addresses are not reused at once.
-func allocate(n *Network, preferred net.IP) (net.IP, error) {
+// Addresses in skip are taken elsewhere (by another store, see claim.go).
+func allocate(n *Network, preferred net.IP, skip map[string]bool) (net.IP, error) {
 	_, subnet, err := net.ParseCIDR(n.Subnet)
 	if err != nil {
 		return nil, err
@@ -43,7 +44,7 @@ func allocate(n *Network, preferred net.IP) (net.IP, error) {
 	}
 	taken := func(ip net.IP) bool {
 		_, used := n.Leases[ip.String()]
-		return used || ip.Equal(gw)
+		return used || skip[ip.String()] || ip.Equal(gw)
 	}
 	if p := preferred.To4(); p != nil && subnet.Contains(p) {
 		v := ipToInt(p)

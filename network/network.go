@@ -397,6 +397,8 @@ func (m *Manager) teardownNetwork(n *Network) {
 		m.nft.RemoveNetwork(n.Name)
 		bridge.Delete(n.Bridge)
 		os.Remove(m.markerPath(n))
+		// Its address claims' directory, empty once no container is on it.
+		os.Remove(filepath.Join(ClaimDir, n.Bridge))
 		unlock()
 	}
 }

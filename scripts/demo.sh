@@ -39,7 +39,7 @@ cleanup() {
 	rm -rf "$work" "$runroot"
 	# hull-runc's default parent cgroup, if the demo's were the last in it.
 	rmdir /sys/fs/cgroup/*/hull-runc /sys/fs/cgroup/unified/hull-runc 2>/dev/null || true
-	[[ -n "$had_bridge" ]] || ip link del hull0 2>/dev/null || true
+	[[ -n "$had_bridge" ]] || { ip link del hull0; rmdir /run/hull-ipam/hull0 /run/hull-ipam; } 2>/dev/null || true
 	[[ -n "$had_table" ]] || nft delete table ip hull 2>/dev/null || true
 	echo "$ip_forward" >/proc/sys/net/ipv4/ip_forward 2>/dev/null || true
 }

@@ -65,6 +65,7 @@ func TestMain(m *testing.M) {
 	// there before it.
 	_, bridgeBefore := net.InterfaceByName("hull0")
 	tableBefore := exec.Command("nft", "list", "table", "ip", "hull").Run()
+	_, claimsBefore := os.Stat("/run/hull-ipam")
 	forward, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
 	code := m.Run()
 	// hull turns forwarding on for its networks, as Docker does; the
@@ -77,6 +78,16 @@ func TestMain(m *testing.M) {
 	}
 	if tableBefore != nil {
 		exec.Command("nft", "delete", "table", "ip", "hull").Run()
+	}
+	if claimsBefore != nil {
+		// The machine-wide address claims' directories (empty by now:
+		// every test removes its containers).
+		if subs, err := os.ReadDir("/run/hull-ipam"); err == nil {
+			for _, d := range subs {
+				os.Remove(filepath.Join("/run/hull-ipam", d.Name()))
+			}
+		}
+		os.Remove("/run/hull-ipam")
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)

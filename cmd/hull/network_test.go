@@ -329,6 +329,8 @@ func TestNetworkLifecycleNoLeaks(t *testing.T) {
 		return set
 	}
 	before := hvLinks()
+	prior, _ := os.ReadDir("/run/hull-ipam/hull0")
+	claimsBefore := len(prior)
 	n := 500
 	if testing.Short() {
 		n = 50
@@ -341,6 +343,10 @@ func TestNetworkLifecycleNoLeaks(t *testing.T) {
 	leases := mustH(t, h("network", "inspect", "-f", "{{len .Containers}}", "bridge"), "inspect")
 	if leases != "0\n" {
 		t.Errorf("containers still on the network: %q", leases)
+	}
+	// Nor are any of its addresses still claimed machine-wide.
+	if claims, _ := os.ReadDir("/run/hull-ipam/hull0"); len(claims) > claimsBefore {
+		t.Errorf("%d machine-wide address claims left after %d runs (%d before)", len(claims), n, claimsBefore)
 	}
 	// The kernel removes a namespace's veth pairs in the background once
 	// the namespace is gone: give it a moment.
@@ -364,7 +370,6 @@ func TestNetworkLifecycleNoLeaks(t *testing.T) {
 	if out := mustH(t, h("run", "--rm", "busybox", "ip", "addr", "show", "eth0"), "run"); !strings.Contains(out, "10.88.") {
 		t.Errorf("no address after %d runs: %q", n, out)
 	}
-	_ = os.Getpid
 }
 
 func TestHostsResolvAndDNSFlags(t *testing.T) {
@@ -412,4 +417,44 @@ func TestNetworkContainerMode(t *testing.T) {
 		t.Errorf("container: of an unknown container: %d", r.code)
 	}
 	mustH(t, h("rm", "-f", "owner"), "rm")
+}
+
+// TestTwoStoresShareTheDefaultBridge: two stores (two --root) put
+// containers on the same hull0; each keeps its own leases, and the
+// machine-wide claims keep their addresses apart. The claims go with the
+// containers.
+func TestTwoStoresShareTheDefaultBridge(t *testing.T) {
+	_, h1 := netRoot(t)
+	_, h2 := netRoot(t)
+	ips := map[string]string{}
+	for i, h := range []func(...string) result{h1, h2, h1, h2} {
+		name := fmt.Sprintf("share%d", i)
+		mustH(t, h("run", "-d", "--name", name, "busybox", "sleep", "300"), "run "+name)
+		ip := strings.TrimSpace(mustH(t, h("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name), "inspect"))
+		if other, dup := ips[ip]; dup {
+			t.Errorf("%s and %s, of two stores, both got %s", other, name, ip)
+		}
+		ips[ip] = name
+		if _, err := os.Stat(filepath.Join("/run/hull-ipam/hull0", ip)); err != nil {
+			t.Errorf("no machine-wide claim of %s: %v", ip, err)
+		}
+	}
+	// They reach each other across the stores, as containers of one
+	// network do.
+	var first string
+	for ip, name := range ips {
+		if name == "share1" {
+			first = ip
+		}
+	}
+	if r := h1("exec", "share0", "ping", "-c", "1", "-W", "2", first); r.code != 0 {
+		t.Errorf("share0 → share1 (%s) of the other store: %s%s", first, r.stdout, r.stderr)
+	}
+	mustH(t, h1("rm", "-f", "share0", "share2"), "rm")
+	mustH(t, h2("rm", "-f", "share1", "share3"), "rm")
+	for ip := range ips {
+		if _, err := os.Stat(filepath.Join("/run/hull-ipam/hull0", ip)); err == nil {
+			t.Errorf("the claim of %s outlived its container", ip)
+		}
+	}
 }
