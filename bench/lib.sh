@@ -87,7 +87,12 @@ hull_shared_state() {
 # hull_shared_restore BEFORE: removes hull0 and the `ip hull` table unless
 # BEFORE (hull_shared_state's output at the start) lists them.
 hull_shared_restore() {
-	case "$1" in *bridge*) ;; *) ip link del hull0 2>/dev/null ;; esac
+	case "$1" in *bridge*) ;; *)
+		ip link del hull0 2>/dev/null
+		# The bridge's (empty) directory of machine-wide address claims.
+		rmdir /run/hull-ipam/hull0 /run/hull-ipam 2>/dev/null
+		;;
+	esac
 	case "$1" in *table*) ;; *) nft delete table ip hull 2>/dev/null ;; esac
 	true
 }
