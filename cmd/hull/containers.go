@@ -37,12 +37,27 @@ func eachArg(cmd *cobra.Command, args []string, fn func(*engine.Engine, string) 
 }
 
 func newStartCmd() *cobra.Command {
-	var attach, interactive bool
+	var attach, interactive, all bool
+	var filters []string
 	cmd := &cobra.Command{
 		Use:   "start [OPTIONS] CONTAINER [CONTAINER...]",
 		Short: "Start one or more stopped containers",
-		Args:  cobra.MinimumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if all {
+				return cobra.NoArgs(cmd, args)
+			}
+			if len(filters) > 0 {
+				return errors.New("--filter goes with --all")
+			}
+			return cobra.MinimumNArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if all {
+				if attach {
+					return errors.New("--all cannot be used with --attach")
+				}
+				return startAll(cmd, filters)
+			}
 			if attach {
 				if len(args) != 1 {
 					return errors.New("you cannot start and attach multiple containers at once")
@@ -69,7 +84,46 @@ func newStartCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "attach STDOUT/STDERR and forward signals")
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "attach container's STDIN")
+	cmd.Flags().BoolVar(&all, "all", false, "start every container that is not running (as podman start --all)")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "with --all: only containers matching (ps filters, and restart-policy=)")
 	return cmd
+}
+
+// startAll starts every container that is not running and matches the
+// filters, as podman start --all does; `start --all --filter
+// restart-policy=always` at boot brings back what a daemon would restart
+// (contrib/systemd/hull-restart.service). It prints each started container
+// and fails, after trying them all, if one did not start.
+func startAll(cmd *cobra.Command, filters []string) error {
+	e, err := openEngine()
+	if err != nil {
+		return err
+	}
+	match, err := containerFilters(e, filters)
+	if err != nil {
+		return err
+	}
+	list, err := e.List()
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, c := range list {
+		st := e.State(c)
+		if st.Running || st.Paused || st.Restarting || !match(c, st) {
+			continue
+		}
+		if _, err := e.Start(c.ID); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s: %v\n", c.Name, err)
+			failed = append(failed, c.Name)
+			continue
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), c.Name)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d container(s) did not start: %s", len(failed), strings.Join(failed, ", "))
+	}
+	return nil
 }
 
 func newStopCmd(use string) *cobra.Command {
@@ -384,6 +438,19 @@ func containerFilters(e *engine.Engine, specs []string) (func(*engine.Container,
 					return v == "none"
 				}
 				return st.Health.Status == v
+			}
+		case "restart-policy":
+			// Podman's filter; "no" also matches an unset policy.
+			valid := map[string]bool{"no": true, "always": true, "on-failure": true, "unless-stopped": true}
+			if !valid[v] {
+				return nil, fmt.Errorf("invalid filter 'restart-policy=%s' (no, always, on-failure or unless-stopped)", v)
+			}
+			p = func(c *engine.Container, _ engine.State) bool {
+				name := c.Host.RestartPolicy.Name
+				if name == "" {
+					name = "no"
+				}
+				return name == v
 			}
 		case "exited":
 			code, err := strconv.Atoi(v)

@@ -936,3 +936,51 @@ func TestCpVolumes(t *testing.T) {
 	}
 	mustH(t, h("rm", "-v", "vol"), "rm")
 }
+
+// TestStartAllAfterAReboot plays a reboot (monitors and containers killed
+// at once, nobody to restart them) and brings the containers back as a
+// daemon would at boot: start --all --filter restart-policy=always, the
+// command of contrib/systemd/hull-restart.service.
+func TestStartAllAfterAReboot(t *testing.T) {
+	_, h := engineRoot(t)
+	for name, policy := range map[string]string{"rb-always": "always", "rb-no": "no", "rb-unless": "unless-stopped"} {
+		mustH(t, h("run", "-d", "--name", name, "--restart", policy, "busybox", "sleep", "300"), "run "+name)
+	}
+	// The reboot: every monitor, then every container, killed.
+	for _, name := range []string{"rb-always", "rb-no", "rb-unless"} {
+		id := strings.TrimSpace(mustH(t, h("inspect", "-f", "{{.Id}}", name), "inspect"))
+		if out, _ := exec.Command("pgrep", "-f", "hull-monitor --id "+id).Output(); len(out) > 0 {
+			exec.Command("kill", "-9", strings.Fields(string(out))[0]).Run()
+		}
+		pid := strings.TrimSpace(mustH(t, h("inspect", "-f", "{{.State.Pid}}", name), "inspect"))
+		exec.Command("kill", "-9", pid).Run()
+	}
+	waitFor(t, "all exited", func() bool {
+		return strings.TrimSpace(h("ps", "-q").stdout) == ""
+	})
+	out := mustH(t, h("start", "--all", "--filter", "restart-policy=always"), "start --all --filter")
+	if out != "rb-always\n" {
+		t.Errorf("start --all --filter restart-policy=always printed %q", out)
+	}
+	if names := mustH(t, h("ps", "--format", "{{.Names}}"), "ps"); names != "rb-always\n" {
+		t.Errorf("running after the boot start: %q", names)
+	}
+	out = mustH(t, h("start", "--all"), "start --all")
+	if lines := strings.Fields(out); len(lines) != 2 {
+		t.Errorf("start --all started %q, want the two others", out)
+	}
+	if n := len(strings.Fields(mustH(t, h("ps", "-q"), "ps"))); n != 3 {
+		t.Errorf("%d running after start --all, want 3", n)
+	}
+	// Bad input: a filter without --all, an unknown policy, --all with names.
+	for _, args := range [][]string{
+		{"start", "--filter", "restart-policy=always", "rb-no"},
+		{"start", "--all", "--filter", "restart-policy=sometimes"},
+		{"start", "--all", "rb-no"},
+	} {
+		if r := h(args...); r.code != 125 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("hull %s: exit %d, %q", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	mustH(t, h("rm", "-f", "rb-always", "rb-no", "rb-unless"), "rm")
+}
