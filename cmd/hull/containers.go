@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path"
 	"sort"
 	"strconv"
@@ -786,7 +787,9 @@ func newTopCmd() *cobra.Command {
 	}
 }
 
-// procRow reads what `ps -ef` shows of a process from /proc.
+// procRow reads what `ps -ef` shows of a process from /proc: user (by the
+// host's names, as Docker's top shows them), pid, ppid, CPU %, start time,
+// terminal, CPU time and command line.
 func procRow(pid int) map[string]any {
 	row := map[string]any{"UID": "?", "PID": strconv.Itoa(pid), "PPID": "?", "C": "0", "STIME": "?", "TTY": "?", "TIME": "00:00:00", "CMD": "?"}
 	base := "/proc/" + strconv.Itoa(pid)
@@ -798,6 +801,9 @@ func procRow(pid int) map[string]any {
 			if v, ok := strings.CutPrefix(line, "Uid:"); ok {
 				if f := strings.Fields(v); len(f) > 0 {
 					row["UID"] = f[0]
+					if u, err := user.LookupId(f[0]); err == nil {
+						row["UID"] = u.Username
+					}
 				}
 			}
 			if v, ok := strings.CutPrefix(line, "PPid:"); ok {
@@ -805,7 +811,64 @@ func procRow(pid int) map[string]any {
 			}
 		}
 	}
+	raw, err := os.ReadFile(base + "/stat")
+	if err != nil {
+		return row
+	}
+	// The command in parentheses may hold spaces: fields count after it.
+	i := strings.LastIndexByte(string(raw), ')')
+	if i < 0 {
+		return row
+	}
+	f := strings.Fields(string(raw[i+1:]))
+	// f[0] is field 3 (state): tty_nr is field 7, utime 14, stime 15,
+	// starttime 22.
+	if len(f) < 20 {
+		return row
+	}
+	const ticks = 100 // USER_HZ on Linux
+	if tty, err := strconv.Atoi(f[4]); err == nil && tty != 0 {
+		major, minor := (tty>>8)&0xfff, (tty&0xff)|((tty>>12)&0xfff00)
+		if major == 136 {
+			row["TTY"] = fmt.Sprintf("pts/%d", minor)
+		} else {
+			row["TTY"] = fmt.Sprintf("%d:%d", major, minor)
+		}
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	cpu := (utime + stime) / ticks
+	row["TIME"] = fmt.Sprintf("%02d:%02d:%02d", cpu/3600, cpu/60%60, cpu%60)
+	start, err := strconv.ParseInt(f[19], 10, 64)
+	if boot := bootTime(); err == nil && !boot.IsZero() {
+		started := boot.Add(time.Duration(start) * time.Second / ticks)
+		if elapsed := time.Since(started).Seconds(); elapsed > 0 {
+			row["C"] = strconv.Itoa(int(float64(utime+stime) / ticks / elapsed * 100))
+		}
+		// As ps: the time when it started today, else the day.
+		if now := time.Now(); started.Year() == now.Year() && started.YearDay() == now.YearDay() {
+			row["STIME"] = started.Format("15:04")
+		} else {
+			row["STIME"] = started.Format("Jan02")
+		}
+	}
 	return row
+}
+
+// bootTime is when the machine booted (btime in /proc/stat).
+func bootTime() time.Time {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				return time.Unix(n, 0)
+			}
+		}
+	}
+	return time.Time{}
 }
 
 func newPortCmd() *cobra.Command {

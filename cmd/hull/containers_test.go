@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -425,6 +426,9 @@ func TestDetachedLifecycle(t *testing.T) {
 	}
 	if r := h("exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X $(pwd)"); r.stdout != "1 /tmp\n" {
 		t.Errorf("exec -e -w: %q", r.stdout)
+	}
+	if out := mustH(t, h("top", "web"), "top"); !strings.Contains(out, "root") || !regexp.MustCompile(`\d\d:\d\d\s+\?\s+00:00:\d\d`).MatchString(out) {
+		t.Errorf("top: no user name, start time, terminal or CPU time as ps -ef shows them:\n%s", out)
 	}
 	if out := mustH(t, h("top", "web"), "top"); !strings.Contains(out, "PID") || !strings.Contains(out, "sleep") && !strings.Contains(out, "sh -c") {
 		t.Errorf("top: %q", out)
