@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,16 +19,22 @@ import (
 )
 
 // withRoot runs fn with an O_PATH descriptor of the tree that holds the
-// container path p and p's path inside that tree: the container's root
-// filesystem (mounted for the time being when the container is not
-// running), or the host directory of the volume or bind mount p lies in, as
-// docker cp sees them. Every path is then resolved against that
-// descriptor, so a symlink in the container never leads to the host's
-// files. forWrite refuses read-only mounts.
+// container path p and p's path inside that tree, as docker cp sees them.
+// A running container is reached through its own root (/proc/PID/root), so
+// its volumes, bind mounts and tmpfs mounts are there as it sees them, and
+// a read-only mount refuses writes by itself. For a stopped one: the host
+// directory of the volume or bind mount p lies in, else its root
+// filesystem, mounted for the time being. Every path is then resolved
+// against that descriptor, so a symlink in the container never leads to
+// the host's files. forWrite refuses read-only mounts.
 func (e *Engine) withRoot(ref, p string, forWrite bool, fn func(rootFd int, rel string) error) error {
 	c, err := e.Resolve(ref)
 	if err != nil {
 		return err
+	}
+	if fd, ok := e.liveRoot(c); ok {
+		defer unix.Close(fd)
+		return fn(fd, p)
 	}
 	if m, rel, ok := e.mountFor(c, p); ok {
 		if forWrite && m.ReadOnly {
@@ -52,6 +59,25 @@ func (e *Engine) withRoot(ref, p string, forWrite bool, fn func(rootFd int, rel 
 	}
 	defer unix.Close(rootFd)
 	return fn(rootFd, p)
+}
+
+// liveRoot opens the root of a running container's init as it sees it.
+// The state is checked again after the open: had the container exited in
+// between, its pid could name another process by then.
+func (e *Engine) liveRoot(c *Container) (int, bool) {
+	st := e.State(c)
+	if !st.Running || st.Pid <= 0 {
+		return -1, false
+	}
+	fd, err := unix.Open("/proc/"+strconv.Itoa(st.Pid)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, false
+	}
+	if again := e.State(c); !again.Running || again.Pid != st.Pid {
+		unix.Close(fd)
+		return -1, false
+	}
+	return fd, true
 }
 
 // mountFor finds the volume or bind mount of c that holds the container

@@ -898,11 +898,16 @@ func TestCpVolumes(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(bind, "b.txt"), []byte("bound\n"), 0o644)
 	os.WriteFile(filepath.Join(ro, "r.txt"), []byte("read only\n"), 0o644)
-	mustH(t, h("run", "-d", "--name", "vol", "-v", "cpvol:/vol", "-v", bind+":/bind", "-v", ro+":/ro:ro",
-		"busybox", "sh", "-c", "echo in-volume > /vol/v.txt; sleep 300"), "run -d")
+	mustH(t, h("run", "-d", "--name", "vol", "-v", "cpvol:/vol", "-v", bind+":/bind", "-v", ro+":/ro:ro", "--tmpfs", "/scratch",
+		"busybox", "sh", "-c", "echo in-volume > /vol/v.txt; echo in-tmpfs > /scratch/s.txt; sleep 300"), "run -d")
 	waitFor(t, "the volume file", func() bool { return h("cp", "vol:/vol/v.txt", filepath.Join(host, "v.txt")).code == 0 })
 	if raw, _ := os.ReadFile(filepath.Join(host, "v.txt")); string(raw) != "in-volume\n" {
 		t.Errorf("cp from a volume of a running container: %q", raw)
+	}
+	// A running container's tmpfs is read as the container sees it.
+	mustH(t, h("cp", "vol:/scratch/s.txt", filepath.Join(host, "s.txt")), "cp from a tmpfs")
+	if raw, _ := os.ReadFile(filepath.Join(host, "s.txt")); string(raw) != "in-tmpfs\n" {
+		t.Errorf("cp from a tmpfs of a running container: %q", raw)
 	}
 	mustH(t, h("cp", "vol:/bind/b.txt", filepath.Join(host, "b.txt")), "cp from a bind mount")
 	if raw, _ := os.ReadFile(filepath.Join(host, "b.txt")); string(raw) != "bound\n" {
