@@ -9,7 +9,6 @@ package fstest
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -25,6 +24,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/mountinfo"
 )
 
 // Entry is one entry of a crafted tarball. Tests change Hdr freely
@@ -290,45 +291,17 @@ func ReadFile(t testing.TB, p string) string {
 // on top of or below them).
 func MountPoints(t testing.TB, dir string) []string {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.Read(func(m *mountinfo.Mount) bool {
+		return m.Mountpoint == dir || strings.HasPrefix(m.Mountpoint, dir+"/")
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("read mountinfo: %v", err)
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.Mountpoint)
 	}
 	return out
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space...) that
-// /proc/self/mountinfo uses in paths.
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // CleanupMounts detaches everything mounted at or below dir when the test

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/mountinfo"
 )
 
 // recorder collects the errors a helper reports, so that a test can check
@@ -106,8 +108,8 @@ func TestUnescapeMountinfo(t *testing.T) {
 		`/tab\011and\134bs`: "/tab\tand\\bs",
 		`/trailing\04`:      `/trailing\04`, // too short to be an escape
 	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
+		if got := mountinfo.Unescape(in); got != want {
+			t.Errorf("mountinfo.Unescape(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

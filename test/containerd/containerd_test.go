@@ -14,7 +14,6 @@
 package containerd_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -23,12 +22,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hullproject/hull/internal/fstest"
 )
 
 const (
@@ -358,54 +358,16 @@ func (e *env) shimPids() []int {
 	return pids
 }
 
-// unmountUnder lazily unmounts every mount point at or below dir, deepest
-// first (containerd leaves overlay rootfs and similar mounts behind when a
-// task is not deleted cleanly).
+// unmountUnder lazily unmounts every mount point at or below dir, last
+// mounted first (containerd leaves overlay rootfs and similar mounts behind
+// when a task is not deleted cleanly).
 func unmountUnder(t *testing.T, dir string) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Errorf("read mountinfo: %v", err)
-		return
-	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			points = append(points, mp)
+	mps := fstest.MountPoints(t, dir)
+	for i := len(mps) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mps[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("umount %s: %v", mps[i], err)
 		}
 	}
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-	for _, mp := range points {
-		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			t.Errorf("umount %s: %v", mp, err)
-		}
-	}
-}
-
-// unescapeMountinfo decodes the octal escapes (\040 for space, ...) of a
-// mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // taskStatus returns the STATUS column of `ctr task ls` for id, "" if the
