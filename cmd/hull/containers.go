@@ -17,6 +17,7 @@ import (
 
 	"github.com/hullproject/hull/engine"
 	"github.com/hullproject/hull/engine/logs"
+	"github.com/hullproject/hull/internal/proc"
 )
 
 // eachArg runs fn for every argument, printing the argument on success as
@@ -779,8 +780,9 @@ func newTopCmd() *cobra.Command {
 				return err
 			}
 			t := &table{headers: map[string]string{"UID": "UID", "PID": "PID", "PPID": "PPID", "C": "C", "STIME": "STIME", "TTY": "TTY", "TIME": "TIME", "CMD": "CMD"}}
+			boot := bootTime()
 			for _, pid := range pids {
-				t.add(procRow(pid))
+				t.add(procRow(pid, boot))
 			}
 			return t.print(cmd.OutOrStdout(), "table {{.UID}}\t{{.PID}}\t{{.PPID}}\t{{.C}}\t{{.STIME}}\t{{.TTY}}\t{{.TIME}}\t{{.CMD}}")
 		},
@@ -788,9 +790,9 @@ func newTopCmd() *cobra.Command {
 }
 
 // procRow reads what `ps -ef` shows of a process from /proc: user (by the
-// host's names, as Docker's top shows them), pid, ppid, CPU %, start time,
-// terminal, CPU time and command line.
-func procRow(pid int) map[string]any {
+// host's names, as Docker's top shows them), pid, ppid, CPU %, start time
+// (boot is when the machine booted), terminal, CPU time and command line.
+func procRow(pid int, boot time.Time) map[string]any {
 	row := map[string]any{"UID": "?", "PID": strconv.Itoa(pid), "PPID": "?", "C": "0", "STIME": "?", "TTY": "?", "TIME": "00:00:00", "CMD": "?"}
 	base := "/proc/" + strconv.Itoa(pid)
 	if raw, err := os.ReadFile(base + "/cmdline"); err == nil && len(raw) > 0 {
@@ -806,44 +808,28 @@ func procRow(pid int) map[string]any {
 					}
 				}
 			}
-			if v, ok := strings.CutPrefix(line, "PPid:"); ok {
-				row["PPID"] = strings.TrimSpace(v)
-			}
 		}
 	}
-	raw, err := os.ReadFile(base + "/stat")
+	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return row
 	}
-	// The command in parentheses may hold spaces: fields count after it.
-	i := strings.LastIndexByte(string(raw), ')')
-	if i < 0 {
-		return row
-	}
-	f := strings.Fields(string(raw[i+1:]))
-	// f[0] is field 3 (state): tty_nr is field 7, utime 14, stime 15,
-	// starttime 22.
-	if len(f) < 20 {
-		return row
-	}
 	const ticks = 100 // USER_HZ on Linux
-	if tty, err := strconv.Atoi(f[4]); err == nil && tty != 0 {
-		major, minor := (tty>>8)&0xfff, (tty&0xff)|((tty>>12)&0xfff00)
+	row["PPID"] = strconv.Itoa(st.PPid)
+	if st.TTY != 0 {
+		major, minor := (st.TTY>>8)&0xfff, (st.TTY&0xff)|((st.TTY>>12)&0xfff00)
 		if major == 136 {
 			row["TTY"] = fmt.Sprintf("pts/%d", minor)
 		} else {
 			row["TTY"] = fmt.Sprintf("%d:%d", major, minor)
 		}
 	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	cpu := (utime + stime) / ticks
+	cpu := (st.UTime + st.STime) / ticks
 	row["TIME"] = fmt.Sprintf("%02d:%02d:%02d", cpu/3600, cpu/60%60, cpu%60)
-	start, err := strconv.ParseInt(f[19], 10, 64)
-	if boot := bootTime(); err == nil && !boot.IsZero() {
-		started := boot.Add(time.Duration(start) * time.Second / ticks)
+	if !boot.IsZero() {
+		started := boot.Add(time.Duration(st.StartTime) * time.Second / ticks)
 		if elapsed := time.Since(started).Seconds(); elapsed > 0 {
-			row["C"] = strconv.Itoa(int(float64(utime+stime) / ticks / elapsed * 100))
+			row["C"] = strconv.Itoa(int(float64(st.UTime+st.STime) / ticks / elapsed * 100))
 		}
 		// As ps: the time when it started today, else the day.
 		if now := time.Now(); started.Year() == now.Year() && started.YearDay() == now.YearDay() {

@@ -22,13 +22,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/internal/proc"
 )
 
 // Status values as OCI defines them.
@@ -243,23 +243,11 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 // processStart returns the start time (clock ticks since boot) of pid and
 // whether it is a zombie; ok is false when there is no such process.
 func processStart(pid int) (start uint64, zombie bool, ok bool) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return 0, false, false
 	}
-	// The command name may contain spaces and parentheses: split after the
-	// last ')'.
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, false, false
-	}
-	start, _ = strconv.ParseUint(f[19], 10, 64)
-	return start, f[0] == "Z" || f[0] == "X", true
+	return st.StartTime, st.Gone(), true
 }
 
 // initAlive reports whether the container's init process still exists (and

@@ -16,13 +16,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/internal/proc"
 )
 
 // ErrNotFound is returned for records the database does not hold.
@@ -432,21 +432,8 @@ func NewLease(id string) (*Lease, error) {
 
 // processStart reads a process's start time (field 22 of /proc/PID/stat).
 func processStart(pid int) (uint64, error) {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(raw)
-	// The command name may hold spaces and parentheses; fields start after the last ')'.
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return strconv.ParseUint(f[19], 10, 64)
+	st, err := proc.ReadStat(pid)
+	return st.StartTime, err
 }
 
 // Record reads the JSON record under key in one of the engine's buckets.
