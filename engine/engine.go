@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"github.com/hullproject/hull/image"
+	"github.com/hullproject/hull/internal/lockfile"
 	"github.com/hullproject/hull/network"
 	"github.com/hullproject/hull/storage/meta"
 	"github.com/opencontainers/go-digest"
-	"golang.org/x/sys/unix"
 )
 
 // ErrNotFound means no container matches a name or ID.
@@ -113,17 +113,11 @@ func (e *Engine) containerDir(id string) string { return filepath.Join(e.Root, "
 // monitor's clean-up) across hull processes: a flock on a file of the run
 // root. The returned function releases it.
 func (e *Engine) lockContainer(id string) func() {
-	dir := filepath.Join(e.RunRoot, "locks")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return func() {}
-	}
-	fd, err := unix.Open(filepath.Join(dir, id), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	unlock, err := lockfile.Lock(filepath.Join(e.RunRoot, "locks", id))
 	if err != nil {
 		return func() {}
 	}
-	for unix.Flock(fd, unix.LOCK_EX) == unix.EINTR {
-	}
-	return func() { unix.Close(fd) }
+	return unlock
 }
 
 // Container is a container's record.

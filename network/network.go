@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hullproject/hull/internal/lockfile"
 	"github.com/hullproject/hull/network/bridge"
 	"github.com/hullproject/hull/network/nft"
 	"github.com/hullproject/hull/storage/meta"
@@ -393,7 +394,7 @@ func (m *Manager) Remove(ref string) error {
 // teardownNetwork removes a network's bridge, rules and DNS responder.
 func (m *Manager) teardownNetwork(n *Network) {
 	m.stopDNS(n)
-	if unlock, err := m.lock(setupLock); err == nil {
+	if unlock, err := lockfile.Lock(setupLock); err == nil {
 		m.nft.RemoveNetwork(n.Name)
 		bridge.Delete(n.Bridge)
 		os.Remove(m.markerPath(n))
@@ -444,7 +445,7 @@ func (m *Manager) ensureUp(n *Network) error {
 	}
 	// Parallel first runs all find the network down; one sets it up and
 	// the others find it done.
-	unlock, err := m.lock(setupLock)
+	unlock, err := lockfile.Lock(setupLock)
 	if err != nil {
 		return fmt.Errorf("network %s: %w", n.Name, err)
 	}

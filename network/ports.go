@@ -3,14 +3,12 @@ package network
 import (
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/hullproject/hull/internal/lockfile"
 	"github.com/hullproject/hull/network/nft"
-	"golang.org/x/sys/unix"
 )
 
 // PortBinding is one published port, with Docker's names.
@@ -102,7 +100,7 @@ func (m *Manager) Publish(owner string, n *Network, containerIP net.IP, bindings
 	// Checking that a port is free and taking it must be one step for
 	// every hull process of every store: a machine-wide lock serializes
 	// them.
-	unlock, err := m.lock(portsLock)
+	unlock, err := lockfile.Lock(portsLock)
 	if err != nil {
 		return nil, err
 	}
@@ -182,30 +180,3 @@ const (
 	portsLock = "/run/lock/hull-ports.lock"     // choosing and taking host ports
 	setupLock = "/run/lock/hull-net-setup.lock" // bringing networks up and down
 )
-
-// lock takes an exclusive lock file: an absolute path as it is, a bare
-// name under the run directory.
-func (m *Manager) lock(name string) (func(), error) {
-	path := name
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(m.runDir, name+".lock")
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err = unix.Flock(fd, unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return func() { unix.Close(fd) }, nil
-}

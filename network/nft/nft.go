@@ -35,7 +35,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -46,6 +45,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/internal/lockfile"
 )
 
 // Chain names.
@@ -79,24 +80,7 @@ func (t *Tables) lock() (func(), error) {
 	if t.Name == "" || strings.ContainsAny(t.Name, "/\x00") {
 		return nil, fmt.Errorf("nft: invalid table name %q", t.Name)
 	}
-	if err := os.MkdirAll(lockDir, 0o755); err != nil {
-		return nil, fmt.Errorf("nft: lock table %s: %w", t.Name, err)
-	}
-	f, err := os.OpenFile(filepath.Join(lockDir, "hull-nft-"+t.Name+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("nft: lock table %s: %w", t.Name, err)
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("nft: lock table %s: %w", t.Name, err)
-	}
-	return func() { f.Close() }, nil
+	return lockfile.Lock(filepath.Join(lockDir, "hull-nft-"+t.Name+".lock"))
 }
 
 // ErrNoTable is returned by operations that need Ensure to have run.
