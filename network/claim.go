@@ -12,12 +12,12 @@ import (
 // Bridges belong to the machine, not to one store: two hull stores (two
 // --root) both put containers on hull0 and keep their leases apart, each in
 // its own database. So every address handed out on a bridge is also claimed
-// machine-wide, one file per address under ClaimDir/<bridge>/, made with
+// machine-wide, one file per address under claimDir/<bridge>/, made with
 // O_EXCL; an address another store's live container holds is skipped. A
 // claim is live while the network namespace it names exists: a crash that
 // left a claim behind frees it with the namespace. /run does not survive a
 // reboot, and neither do the namespaces.
-var ClaimDir = "/run/hull-ipam"
+var claimDir = "/run/hull-ipam"
 
 // claim is what a claim file records.
 type claim struct {
@@ -27,7 +27,7 @@ type claim struct {
 }
 
 func claimPath(bridgeName string, ip net.IP) string {
-	return filepath.Join(ClaimDir, bridgeName, ip.String())
+	return filepath.Join(claimDir, bridgeName, ip.String())
 }
 
 // claimAddress takes ip on bridgeName for c. It reports false when a live

@@ -399,7 +399,7 @@ func (m *Manager) teardownNetwork(n *Network) {
 		bridge.Delete(n.Bridge)
 		os.Remove(m.markerPath(n))
 		// Its address claims' directory, empty once no container is on it.
-		os.Remove(filepath.Join(ClaimDir, n.Bridge))
+		os.Remove(filepath.Join(claimDir, n.Bridge))
 		unlock()
 	}
 }
